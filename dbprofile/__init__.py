@@ -1,0 +1,73 @@
+"""dbprofile: declarative database profiles for Letta-style Python services.
+
+Importing ``dbprofile`` is cheap: the runtime (SQLAlchemy, psycopg) loads only when
+``create_engine`` and friends are first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dbprofile.errors import (
+    DatabaseDeadlockError,
+    DatabaseLockNotAvailableError,
+    DatabaseTimeoutError,
+    DbprofileError,
+    DecryptionError,
+    ForeignKeyConstraintViolationError,
+    ProblemsFound,
+    SecretError,
+    SpecError,
+    UniqueConstraintViolationError,
+)
+from dbprofile.spec import EngineSpec
+
+if TYPE_CHECKING:
+    from dbprofile.compiler.pipeline import compile_profile
+    from dbprofile.runtime.engines import (
+        async_sessionmaker,
+        create_async_engine,
+        create_engine,
+        sessionmaker,
+    )
+    from dbprofile.runtime.load import load_spec
+
+__all__ = [
+    "DatabaseDeadlockError",
+    "DatabaseLockNotAvailableError",
+    "DatabaseTimeoutError",
+    "DbprofileError",
+    "DecryptionError",
+    "EngineSpec",
+    "ForeignKeyConstraintViolationError",
+    "ProblemsFound",
+    "SecretError",
+    "SpecError",
+    "UniqueConstraintViolationError",
+    "async_sessionmaker",
+    "compile_profile",
+    "create_async_engine",
+    "create_engine",
+    "load_spec",
+    "sessionmaker",
+]
+
+_LAZY = {
+    "compile_profile": "dbprofile.compiler.pipeline",
+    "load_spec": "dbprofile.runtime.load",
+    "create_engine": "dbprofile.runtime.engines",
+    "create_async_engine": "dbprofile.runtime.engines",
+    "sessionmaker": "dbprofile.runtime.engines",
+    "async_sessionmaker": "dbprofile.runtime.engines",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dbprofile' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

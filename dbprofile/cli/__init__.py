@@ -1,0 +1,101 @@
+"""The ``dbprofile`` command line: a thin shell over plain functions, and the only printer.
+
+``main(argv, environ, stdout, stderr) -> int`` runs one command in-process (tests call it
+with injected streams and environment); ``run()`` is the console-script entry point and
+the only place that reads ``os.environ``.
+
+Commands live in small modules by area, each exposing ``register(subparsers)``:
+``compiler_cmds`` (compile, validate, explain, diff, schema, env-vars),
+``runtime_cmds`` (check), ``secret_cmds`` (keygen, encrypt, decrypt, rotate-key,
+encrypt-column), ``ops_cmds`` (migrate). Heavy imports happen inside handlers, so
+``dbprofile compile`` never imports SQLAlchemy, a driver or cryptography.
+
+Exit codes: 0 success, 1 the configuration or the database is wrong, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import IO, NoReturn
+
+from dbprofile.cli.common import Context, DbprofileArgumentParser
+from dbprofile.errors import DbprofileError, ProblemsFound, UsageError
+
+__all__ = ["main", "run"]
+
+DESCRIPTION = """\
+Compile layered database profiles (TOML/YAML + LETTA_* variables) into a validated,
+secret-free engine spec, and run the engines, secrets and migrations built from it.
+
+Layers, lowest first: built-in defaults < extends chain < the profile < LETTA_*
+environment < --set KEY=VALUE. Data goes to stdout, diagnostics to stderr.
+Exit status: 0 ok, 1 configuration or database wrong, 2 usage error."""
+
+
+def build_parser(ctx: Context) -> argparse.ArgumentParser:
+    from dbprofile.cli import compiler_cmds, ops_cmds, runtime_cmds, secret_cmds
+
+    parser = DbprofileArgumentParser(
+        prog="dbprofile",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ctx=ctx,
+    )
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show a Python traceback for errors (for bug reports)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
+    for module in (compiler_cmds, runtime_cmds, secret_cmds, ops_cmds):
+        module.register(sub, ctx)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    ctx = Context(
+        environ=dict(os.environ if environ is None else environ),
+        stdout=stdout if stdout is not None else sys.stdout,
+        stderr=stderr if stderr is not None else sys.stderr,
+    )
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    ctx.traceback = "--traceback" in args_list
+    try:
+        parser = build_parser(ctx)
+        args = parser.parse_args(args_list)
+        if not getattr(args, "handler", None):
+            parser.print_help(ctx.stderr)
+            return 2
+        return int(args.handler(args, ctx))
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    except ProblemsFound as exc:
+        if ctx.traceback:
+            raise
+        for problem in exc.problems:
+            ctx.err(problem.render())
+        return exc.exit_code
+    except DbprofileError as exc:
+        if ctx.traceback:
+            raise
+        prefix = "usage: " if isinstance(exc, UsageError) else "error: "
+        ctx.err(prefix + str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        ctx.err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def run() -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""What every command shares: the output context, the parser class, profile options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from attrs import define, field
+
+from dbprofile.errors import UsageError
+
+if TYPE_CHECKING:
+    from dbprofile.spec import EngineSpec
+
+
+@define
+class Context:
+    """Where a command reads its environment and writes its output."""
+
+    environ: dict[str, str]
+    stdout: IO[str]
+    stderr: IO[str]
+    traceback: bool = False
+    _warned: set[str] = field(factory=set)
+
+    def out(self, text: str) -> None:
+        self.stdout.write(text if text.endswith("\n") else text + "\n")
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text if text.endswith("\n") else text + "\n")
+
+    def warn(self, text: str) -> None:
+        """A warning line on stderr, each distinct one once per run."""
+        if text in self._warned:
+            return
+        self._warned.add(text)
+        self.err(text if text.startswith("warning: ") else "warning: " + text)
+
+
+class DbprofileArgumentParser(argparse.ArgumentParser):
+    """argparse writing to the context's streams, so in-process runs capture everything."""
+
+    def __init__(self, *args: Any, ctx: Context | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ctx = ctx
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        if not message or self.ctx is None:
+            super()._print_message(message, file)
+            return
+        import sys
+
+        stream = self.ctx.stderr if file is None or file is sys.stderr else self.ctx.stdout
+        stream.write(message)
+
+
+def add_subparser(sub: Any, ctx: Context, name: str, *, summary: str, description: str) -> Any:
+    """A subcommand parser that shares the context and keeps description formatting."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ctx=ctx,
+    )
+
+
+def add_profile_options(parser: argparse.ArgumentParser, *, profile_required: bool = False) -> None:
+    """--profile, --profiles-dir, --no-env, --set: how a command picks its configuration."""
+    parser.add_argument(
+        "--profile",
+        "-p",
+        metavar="NAME",
+        required=profile_required,
+        help="profile to compile (profiles/NAME.toml|yaml|yml); without it: "
+        "built-in defaults + LETTA_* environment only, as a Letta deployment has",
+    )
+    parser.add_argument(
+        "--profiles-dir",
+        metavar="DIR",
+        default="profiles",
+        help="directory holding the profile files (default: ./profiles)",
+    )
+    parser.add_argument(
+        "--no-env",
+        action="store_true",
+        help="ignore LETTA_* environment variables (no environment layer)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one key on top of everything (repeatable), e.g. --set pool.size=40; "
+        "the value is typed by the schema; a secret takes {env = \"VAR\"} or {file = \"PATH\"}",
+    )
+
+
+def compile_from_args(args: argparse.Namespace, ctx: Context) -> EngineSpec:
+    """Run the compiler pipeline for a command's profile options; print its warnings."""
+    from dbprofile.compiler.pipeline import compile_profile_with_warnings
+
+    spec, warnings = compile_profile_with_warnings(
+        args.profile,
+        profiles_dir=args.profiles_dir,
+        environ={} if args.no_env else ctx.environ,
+        sets=tuple(args.sets),
+    )
+    for warning in warnings:
+        ctx.warn(warning.render())
+    return spec
+
+
+def write_output(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same directory, then rename)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--output {path}: is a directory")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise UsageError(f"--output {path}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
