@@ -376,12 +376,16 @@ def _build_converter() -> Any:
             raise TypeError("provenance must be a table")
         return tuple((str(k), conv.structure(v, Origin)) for k, v in data.items())
 
-    conv.register_structure_hook(tuple[tuple[str, Origin], ...], structure_provenance)
+    conv.register_structure_hook_func(
+        lambda t: t == tuple[tuple[str, Origin], ...], structure_provenance
+    )
 
     def structure_options(data: Any, _: type) -> tuple[tuple[str, str], ...]:
         return tuple((str(k), str(v)) for k, v in data)
 
-    conv.register_structure_hook(tuple[tuple[str, str], ...], structure_options)
+    conv.register_structure_hook_func(
+        lambda t: t == tuple[tuple[str, str], ...], structure_options
+    )
     return conv
 
 
