@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 try:  # optional: without it the monitor still counts and logs
@@ -291,6 +292,7 @@ class PoolMonitor:
         self._timeouts = 0
         self._checked_out_at: dict[int, float] = {}
         self._closed = False
+        self._ping_failure = threading.local()
         self._stop = threading.Event()
         self._has_counts = _pool_counts(engine.pool) is not None
 
@@ -316,6 +318,7 @@ class PoolMonitor:
         for event_name, fn in self._listeners:
             event.listen(self._pool, event_name, fn)
         event.listen(engine, "engine_disposed", self._on_engine_disposed)
+        event.listen(engine, "handle_error", self._on_handle_error)
         self._wrap_connect(self._pool)
         self._finalizer = weakref.finalize(engine, self._registration)
 
@@ -389,6 +392,8 @@ class PoolMonitor:
             for event_name, fn in self._listeners:
                 if event.contains(target, event_name, fn):
                     event.remove(target, event_name, fn)
+        if engine is not None and event.contains(engine, "handle_error", self._on_handle_error):
+            event.remove(engine, "handle_error", self._on_handle_error)
         # The engine_disposed listener stays: close() may run inside that very event
         # (removing it there would mutate the listener list being iterated); it is a no-op
         # once closed.
@@ -401,6 +406,20 @@ class PoolMonitor:
 
     def _on_engine_disposed(self, engine: Engine) -> None:
         self.close()
+
+    def _on_handle_error(self, context: Any) -> None:
+        # A failed pre-ping reaches the pool as SQLAlchemy's InvalidatePoolError; remember
+        # the driver's exception so the invalidation is counted under its real type.
+        if context.is_pre_ping and context.is_disconnect:
+            self._ping_failure.exc = context.original_exception
+
+    def _invalidation_cause(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, DisconnectionError):
+            cause = getattr(self._ping_failure, "exc", None)
+            if cause is not None:
+                self._ping_failure.exc = None
+                return cause  # type: ignore[no-any-return]
+        return exc
 
     def _count(self, event_name: str) -> None:
         with self._lock:
@@ -443,12 +462,12 @@ class PoolMonitor:
         def on_invalidate(dbapi_connection: Any, record: Any, exception: Any) -> None:
             count("invalidate")
             if exception is not None:
-                self._error(exception)
+                self._error(self._invalidation_cause(exception))
 
         def on_soft_invalidate(dbapi_connection: Any, record: Any, exception: Any) -> None:
             count("soft_invalidate")
             if exception is not None:
-                self._error(exception)
+                self._error(self._invalidation_cause(exception))
 
         def on_close(dbapi_connection: Any, record: Any) -> None:
             count("close")

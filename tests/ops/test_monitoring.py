@@ -1,0 +1,385 @@
+"""Pool monitoring: metrics equal the pool's own truth, read back through the text exposition."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY, CollectorRegistry
+from sqlalchemy.pool import NullPool, QueuePool
+
+from dbprofile.runtime import monitoring
+from dbprofile.runtime.monitoring import PoolMonitor, attach_monitoring
+from dbprofile.spec import EngineSpec, MonitoringSpec, SqliteSpec
+from tests.ops.metrics import engines_in, scrape, value
+
+LABELS = {"engine": "app", "pool_mode": "QueuePool"}
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'app.db'}"
+
+
+def sqlite_engine(url: str, **kw: Any) -> sa.Engine:
+    kw.setdefault("poolclass", QueuePool)
+    return sa.create_engine(url, **kw)
+
+
+def gauges(registry: CollectorRegistry, **labels: str) -> dict[str, float | None]:
+    samples = scrape(registry)
+    return {
+        g: value(samples, f"dbprofile_pool_{g}", **labels)
+        for g in ("size", "checked_out", "idle", "overflow")
+    }
+
+
+# ------------------------------------------------------------------ real PostgreSQL
+
+
+@pytest.fixture
+def pg_engine(pg: Any) -> Iterator[sa.Engine]:
+    pg.create_database("monitoring")
+    engine = sa.create_engine(
+        pg.url("monitoring"), poolclass=QueuePool, pool_size=5, max_overflow=3, pool_timeout=5
+    )
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_gauges_equal_the_pools_own_counts_after_1_7_and_0_checkouts(
+    pg_engine: sa.Engine, registry: CollectorRegistry
+) -> None:
+    monitor = attach_monitoring(pg_engine, name="app", registry=registry)
+    pool = pg_engine.pool
+    assert isinstance(pool, QueuePool)
+
+    def truth() -> dict[str, float | None]:
+        return {
+            "size": pool.size(),
+            "checked_out": pool.checkedout(),
+            "idle": pool.checkedin(),
+            "overflow": max(0, pool.overflow()),
+        }
+
+    first = pg_engine.connect()
+    first.execute(sa.text("SELECT 1"))
+    assert (
+        gauges(registry, **LABELS)
+        == truth()
+        == {
+            "size": 5,
+            "checked_out": 1,
+            "idle": 0,
+            "overflow": 0,
+        }
+    )
+
+    others = [pg_engine.connect() for _ in range(6)]
+    for conn in others:
+        conn.execute(sa.text("SELECT 1"))
+    assert (
+        gauges(registry, **LABELS)
+        == truth()
+        == {
+            "size": 5,
+            "checked_out": 7,
+            "idle": 0,
+            "overflow": 2,
+        }
+    )
+
+    for conn in [first, *others]:
+        conn.close()
+    # Two overflow connections are closed on checkin; five stay idle in the pool.
+    assert (
+        gauges(registry, **LABELS)
+        == truth()
+        == {
+            "size": 5,
+            "checked_out": 0,
+            "idle": 5,
+            "overflow": 0,
+        }
+    )
+    snap = monitor.snapshot()
+    assert (snap.size, snap.checked_out, snap.idle, snap.overflow) == (5, 0, 5, 0)
+
+
+@pytest.mark.postgres
+def test_histogram_counts_equal_checkins_and_checkouts(
+    pg_engine: sa.Engine, registry: CollectorRegistry
+) -> None:
+    attach_monitoring(pg_engine, name="app", registry=registry)
+    for _ in range(20):
+        with pg_engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    held = [pg_engine.connect() for _ in range(3)]  # checked out, not yet checked in
+    samples = scrape(registry)
+    checkins = value(samples, "dbprofile_pool_events_total", event="checkin", **LABELS)
+    checkouts = value(samples, "dbprofile_pool_events_total", event="checkout", **LABELS)
+    assert (checkins, checkouts) == (20, 23)
+    assert value(samples, "dbprofile_pool_connection_duration_seconds_count", **LABELS) == 20
+    assert value(samples, "dbprofile_pool_checkout_wait_seconds_count", **LABELS) == 23
+    assert value(samples, "dbprofile_pool_connection_duration_seconds_sum", **LABELS) > 0  # type: ignore[operator]
+    for conn in held:
+        conn.close()
+    samples = scrape(registry)
+    assert value(samples, "dbprofile_pool_connection_duration_seconds_count", **LABELS) == 23
+    assert value(samples, "dbprofile_pool_events_total", event="checkin", **LABELS) == 23
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("pre_ping", [True, False], ids=["pre_ping", "no_pre_ping"])
+def test_a_server_restart_shows_as_invalidations_with_the_exception_type(
+    pg: Any, registry: CollectorRegistry, pre_ping: bool
+) -> None:
+    pg.create_database("restart")
+    engine = sa.create_engine(
+        pg.url("restart"), poolclass=QueuePool, pool_size=3, max_overflow=0, pool_pre_ping=pre_ping
+    )
+    try:
+        attach_monitoring(engine, name="app", registry=registry)
+        conns = [engine.connect() for _ in range(3)]
+        for conn in conns:
+            conn.execute(sa.text("SELECT 1"))
+            conn.close()
+        assert engine.pool.checkedin() == 3  # type: ignore[attr-defined]
+
+        pg.restart()
+
+        if not pre_ping:
+            # Without pre-ping the first statement on a dead connection fails (and
+            # invalidates the pool); with it, pre-ping finds out and reconnects.
+            with pytest.raises(sa.exc.OperationalError), engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        for _ in range(3):
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+        samples = scrape(registry)
+        invalidations = value(samples, "dbprofile_pool_events_total", event="invalidate", **LABELS)
+        assert invalidations is not None
+        assert invalidations >= 1
+        errors = {
+            dict(labels)["exception_type"]: v
+            for (name, labels), v in samples.items()
+            if name == "dbprofile_pool_errors_total"
+        }
+        # The driver's exception type, not SQLAlchemy's InvalidatePoolError wrapper.
+        assert errors, "the invalidations carry an exception type"
+        assert sum(errors.values()) == invalidations
+        assert set(errors) <= {"OperationalError", "AdminShutdown"}, errors
+        assert value(samples, "dbprofile_pool_checked_out", **LABELS) == 0
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------ real SQLite
+
+
+def test_one_checkout_from_a_size_25_pool_reads_1_out_and_0_overflow(
+    sqlite_url: str, registry: CollectorRegistry
+) -> None:
+    # Letta computes maxsize - qsize here and reports 25 checked out, overflow -24.
+    engine = sqlite_engine(sqlite_url, pool_size=25, max_overflow=10)
+    attach_monitoring(engine, name="app", registry=registry)
+    with engine.connect():
+        assert gauges(registry, **LABELS) == {
+            "size": 25,
+            "checked_out": 1,
+            "idle": 0,
+            "overflow": 0,
+        }
+    engine.dispose()
+
+
+def test_checkout_timeout_is_counted_as_a_timeout_and_an_error(
+    sqlite_url: str, registry: CollectorRegistry
+) -> None:
+    engine = sqlite_engine(sqlite_url, pool_size=1, max_overflow=0, pool_timeout=0.05)
+    monitor = attach_monitoring(engine, name="app", registry=registry)
+    with engine.connect(), pytest.raises(sa.exc.TimeoutError):
+        engine.connect()
+    samples = scrape(registry)
+    assert value(samples, "dbprofile_pool_checkout_timeouts_total", **LABELS) == 1
+    assert (
+        value(samples, "dbprofile_pool_errors_total", exception_type="TimeoutError", **LABELS) == 1
+    )
+    # Only successful checkouts are timed.
+    assert value(samples, "dbprofile_pool_checkout_wait_seconds_count", **LABELS) == 1
+    assert monitor.snapshot().checkout_timeouts == 1
+    engine.dispose()
+
+
+def test_two_engines_in_one_registry_keep_separate_series(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    a = sqlite_engine(f"sqlite:///{tmp_path / 'a.db'}", pool_size=2)
+    b = sqlite_engine(f"sqlite:///{tmp_path / 'b.db'}", pool_size=4)
+    attach_monitoring(a, name="a", registry=registry)
+    attach_monitoring(b, name="b", registry=registry)
+    with a.connect(), b.connect(), b.connect():
+        samples = scrape(registry)
+        assert value(samples, "dbprofile_pool_size", engine="a", pool_mode="QueuePool") == 2
+        assert value(samples, "dbprofile_pool_size", engine="b", pool_mode="QueuePool") == 4
+        assert value(samples, "dbprofile_pool_checked_out", engine="a", pool_mode="QueuePool") == 1
+        assert value(samples, "dbprofile_pool_checked_out", engine="b", pool_mode="QueuePool") == 2
+    a.dispose()
+    b.dispose()
+
+
+def test_a_second_engine_with_the_same_name_gets_a_suffix_not_merged_counts(
+    tmp_path: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = sqlite_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    b = sqlite_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    first = attach_monitoring(a, name="app", registry=registry)
+    with caplog.at_level(logging.WARNING, logger="dbprofile.pool"):
+        second = attach_monitoring(b, name="app", registry=registry)
+    assert (first.name, second.name) == ("app", "app-2")
+    assert "already monitored" in caplog.text
+    assert engines_in(scrape(registry)) == {"app", "app-2"}
+    a.dispose()
+    b.dispose()
+
+
+def test_dispose_unregisters_the_engine_and_stops_its_thread(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    a = sqlite_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    b = sqlite_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    ma = attach_monitoring(a, name="a", registry=registry)
+    mb = attach_monitoring(b, name="b", registry=registry)
+    with a.connect(), b.connect():
+        pass
+    assert engines_in(scrape(registry)) == {"a", "b"}
+    assert ma.thread.is_alive()
+
+    a.dispose()
+    assert ma.closed
+    assert not ma.thread.is_alive()
+    assert engines_in(scrape(registry)) == {"b"}
+    # The engine still works after dispose (a new pool); it is just no longer monitored.
+    with a.connect() as conn:
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    assert engines_in(scrape(registry)) == {"b"}
+    assert ma.snapshot().count("checkout") == 1
+
+    # The name is free again for a new engine.
+    c = sqlite_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    assert attach_monitoring(c, name="a", registry=registry).name == "a"
+    c.dispose()
+    b.dispose()
+    assert not mb.thread.is_alive()
+
+
+def test_a_garbage_collected_engine_leaves_the_registry_and_its_thread_ends(
+    sqlite_url: str, registry: CollectorRegistry
+) -> None:
+    engine = sqlite_engine(sqlite_url)
+    thread = attach_monitoring(engine, name="gone", registry=registry).thread
+    with engine.connect():
+        pass
+    assert "gone" in engines_in(scrape(registry))
+    del engine
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert engines_in(scrape(registry)) == set()
+
+
+def test_nullpool_counts_checked_out_from_events_and_reports_no_pool(
+    sqlite_url: str, registry: CollectorRegistry
+) -> None:
+    engine = sa.create_engine(sqlite_url, poolclass=NullPool)
+    attach_monitoring(engine, name="app", registry=registry)
+    labels = {"engine": "app", "pool_mode": "NullPool"}
+    with engine.connect(), engine.connect():
+        assert gauges(registry, **labels) == {
+            "size": 0,
+            "checked_out": 2,
+            "idle": 0,
+            "overflow": 0,
+        }
+    samples = scrape(registry)
+    assert value(samples, "dbprofile_pool_checked_out", **labels) == 0
+    assert value(samples, "dbprofile_pool_events_total", event="connect", **labels) == 2
+    assert value(samples, "dbprofile_pool_events_total", event="close", **labels) == 2
+    engine.dispose()
+
+
+def test_the_default_registry_is_used_when_none_is_given(sqlite_url: str) -> None:
+    engine = sqlite_engine(sqlite_url)
+    spec = EngineSpec(engine="sqlite", url=sqlite_url, profile="dflt", sqlite=SqliteSpec("x"))
+    monitor = attach_monitoring(engine, spec=spec)
+    assert monitor.name == "dflt"
+    assert "dflt" in engines_in(scrape(REGISTRY))
+    engine.dispose()
+    assert "dflt" not in engines_in(scrape(REGISTRY))
+
+
+def test_the_log_line_carries_the_snapshot_every_interval(
+    sqlite_url: str, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = sqlite_engine(sqlite_url, pool_size=3)
+    with caplog.at_level(logging.INFO, logger="dbprofile.pool"):
+        monitor = PoolMonitor(engine, name="app", interval=0.05, registry=registry)
+        with engine.connect():
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and "checked_out=1" not in caplog.text:
+                time.sleep(0.02)
+        engine.dispose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "dbprofile.pool"]
+    assert any(
+        line.startswith("pool app (QueuePool): size=3 checked_out=1 idle=0 overflow=0")
+        for line in lines
+    ), lines
+    assert not monitor.thread.is_alive()
+
+
+def test_the_interval_comes_from_the_spec(sqlite_url: str, registry: CollectorRegistry) -> None:
+    engine = sqlite_engine(sqlite_url)
+    spec = EngineSpec(
+        engine="sqlite",
+        url=sqlite_url,
+        sqlite=SqliteSpec("x"),
+        monitoring=MonitoringSpec(enabled=True, interval=7),
+    )
+    monitor = attach_monitoring(engine, spec=spec, registry=registry)
+    assert (monitor.interval, monitor.name) == (7.0, "default")
+    engine.dispose()
+
+
+def test_without_prometheus_client_monitoring_logs_and_warns_once(
+    sqlite_url: str,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(monitoring, "prometheus_client", None)
+    monkeypatch.setattr(monitoring, "_warned_missing", False)
+    engines = [sqlite_engine(sqlite_url) for _ in range(2)]
+    with caplog.at_level(logging.WARNING, logger="dbprofile.pool"):
+        monitors = [attach_monitoring(e, name="app", registry=registry) for e in engines]
+    warnings = [r for r in caplog.records if "prometheus-client is not installed" in r.message]
+    assert len(warnings) == 1
+    with engines[0].connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    snap = monitors[0].snapshot()
+    assert (snap.checked_out, snap.count("checkout"), snap.count("checkin")) == (0, 1, 1)
+    assert engines_in(scrape(registry)) == set()
+    for e in engines:
+        e.dispose()
+    assert all(not m.thread.is_alive() for m in monitors)
