@@ -223,7 +223,7 @@ def render_url(db: DatabaseSpec | None, sqlite: SqliteSpec | None = None) -> str
         path = sqlite.path if sqlite is not None else ""
         return f"{SQLITE_DRIVER}:///{path}"
     parts = url_parts(db)
-    s = parts["drivername"] + "://"
+    s: str = parts["drivername"] + "://"
     s += quote(parts["username"], safe=" +")
     if db.password is not None:
         s += ":" + MASK
@@ -234,13 +234,13 @@ def render_url(db: DatabaseSpec | None, sqlite: SqliteSpec | None = None) -> str
     if parts["port"] is not None:
         s += ":" + str(parts["port"])
     s += "/" + quote(parts["database"], safe=" +/")
-    query: dict[str, str | tuple[str, ...]] = parts["query"]
+    query: dict[str, Any] = parts["query"]
     if query:
         items = []
         for key in sorted(query):
             value = query[key]
             for element in value if isinstance(value, tuple) else (value,):
-                items.append(f"{quote_plus(key)}={quote_plus(element)}")
+                items.append(f"{quote_plus(key)}={quote_plus(str(element))}")
         s += "?" + "&".join(items)
     return s
 
@@ -345,7 +345,9 @@ def _build_converter() -> Any:
             raise cattrs.ForbiddenExtraKeysError("", Secret, extra)
         kinds = [k for k in ("env", "file", "encrypted", "literal") if k in data]
         if len(kinds) != 1:
-            raise ValueError("a secret reference needs exactly one of env, file, encrypted, literal")
+            raise ValueError(
+                "a secret reference needs exactly one of env, file, encrypted, literal"
+            )
         kind = kinds[0]
         ref = data["at"] if kind == "literal" else data[kind]
         if not isinstance(ref, str):
@@ -367,7 +369,8 @@ def _build_converter() -> Any:
         if cls not in ("QueuePool", "NullPool"):
             raise ValueError(f"pool.class must be QueuePool or NullPool, got {cls!r}")
         base = make_dict_structure_fn(PoolSpec, conv, _cattrs_forbid_extra_keys=True)
-        return base({**data, "enabled": cls == "QueuePool"}, PoolSpec)  # type: ignore[no-any-return]
+        pool: PoolSpec = base({**data, "enabled": cls == "QueuePool"}, PoolSpec)
+        return pool
 
     conv.register_structure_hook(PoolSpec, structure_pool)
 
@@ -383,9 +386,7 @@ def _build_converter() -> Any:
     def structure_options(data: Any, _: type) -> tuple[tuple[str, str], ...]:
         return tuple((str(k), str(v)) for k, v in data)
 
-    conv.register_structure_hook_func(
-        lambda t: t == tuple[tuple[str, str], ...], structure_options
-    )
+    conv.register_structure_hook_func(lambda t: t == tuple[tuple[str, str], ...], structure_options)
     return conv
 
 

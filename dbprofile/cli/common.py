@@ -47,7 +47,7 @@ class DbprofileArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.ctx = ctx
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: Any = None) -> None:
         if not message or self.ctx is None:
             super()._print_message(message, file)
             return
@@ -96,7 +96,7 @@ def add_profile_options(parser: argparse.ArgumentParser, *, profile_required: bo
         action="append",
         default=[],
         help="override one key on top of everything (repeatable), e.g. --set pool.size=40; "
-        "the value is typed by the schema; a secret takes {env = \"VAR\"} or {file = \"PATH\"}",
+        'the value is typed by the schema; a secret takes {env = "VAR"} or {file = "PATH"}',
     )
 
 

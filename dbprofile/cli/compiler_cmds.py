@@ -1,0 +1,333 @@
+"""Commands: compile, validate, explain, diff, schema, env-vars."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from dbprofile.cli.common import (
+    Context,
+    add_profile_options,
+    add_subparser,
+    compile_from_args,
+    write_output,
+)
+from dbprofile.errors import Problem, ProblemsFound, UsageError
+
+SCHEMA_FILE = "schema/dbprofile.schema.json"
+
+
+def register(sub: Any, ctx: Context) -> None:
+    p = add_subparser(
+        sub,
+        ctx,
+        "compile",
+        summary="compile a profile into an engine spec",
+        description="""\
+Compile a profile (with its extends chain, LETTA_* environment and --set overrides)
+into a validated, secret-free engine spec. Secrets stay references; nothing connects.
+
+examples:
+  dbprofile compile --profile prod --output build/db.json
+  dbprofile compile --profile dev --format text
+  LETTA_PG_POOL_SIZE=40 dbprofile compile --profile prod --format env
+  dbprofile compile                 # defaults + LETTA_* variables only (Letta's env-only mode)""",
+    )
+    add_profile_options(p)
+    p.add_argument(
+        "--format",
+        "-f",
+        choices=("json", "toml", "env", "text"),
+        default="json",
+        help="json: the spec contract (default); toml: the same as TOML; env: "
+        "LETTA_* assignments that make Letta behave the same; text: for people",
+    )
+    p.add_argument(
+        "--output", "-o", metavar="FILE", help="write to FILE atomically instead of stdout"
+    )
+    p.set_defaults(handler=cmd_compile)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "validate",
+        summary="check profile files and profiles",
+        description="""\
+Check each profile file alone against the schema (as an editor does), then compile
+every profile merged with its parents. All problems are reported, one line each.
+
+examples:
+  dbprofile validate                         # every profile in ./profiles
+  dbprofile validate profiles/prod.yaml      # just these files (and their profiles)""",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="profile files (default: all)")
+    p.add_argument(
+        "--profiles-dir",
+        metavar="DIR",
+        default="profiles",
+        help="directory holding the profile files (default: ./profiles)",
+    )
+    p.add_argument(
+        "--env",
+        action="store_true",
+        help="apply LETTA_* variables while compiling (default: files only)",
+    )
+    p.set_defaults(handler=cmd_validate)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "explain",
+        summary="show each value and where it came from",
+        description="""\
+Show every effective setting (or those under KEY) with the file:line or variable
+that set it and what it replaced. Secrets show as references or ***.
+
+examples:
+  dbprofile explain --profile prod
+  dbprofile explain --profile prod pool
+  LETTA_PG_POOL_SIZE=40 dbprofile explain --profile prod pool.size""",
+    )
+    p.add_argument("key", nargs="?", metavar="KEY", help="a key or section, e.g. pool.size")
+    add_profile_options(p)
+    p.set_defaults(handler=cmd_explain)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "diff",
+        summary="compare two compiled profiles",
+        description="""\
+Compile two profiles (same environment and --set) and list the settings that differ,
+with where each value came from.
+
+examples:
+  dbprofile diff dev prod
+  dbprofile diff --no-env test prod""",
+    )
+    p.add_argument("a", metavar="A", help="first profile")
+    p.add_argument("b", metavar="B", help="second profile")
+    p.add_argument(
+        "--profiles-dir",
+        metavar="DIR",
+        default="profiles",
+        help="directory holding the profile files (default: ./profiles)",
+    )
+    p.add_argument("--no-env", action="store_true", help="ignore LETTA_* variables")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a key in both (repeatable)",
+    )
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 3 when the profiles differ (like git diff --exit-code)",
+    )
+    p.set_defaults(handler=cmd_diff)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "schema",
+        summary="print the profile JSON Schema",
+        description=f"""\
+Print the JSON Schema (draft-07) for profile files, generated from the key model.
+Editors use the checked-in copy, {SCHEMA_FILE}.
+
+examples:
+  dbprofile schema > {SCHEMA_FILE}
+  dbprofile schema --check      # exit 1 when {SCHEMA_FILE} is stale""",
+    )
+    p.add_argument(
+        "--check", action="store_true", help=f"compare with {SCHEMA_FILE} instead of printing"
+    )
+    p.add_argument("--file", default=SCHEMA_FILE, help=f"file for --check (default {SCHEMA_FILE})")
+    p.set_defaults(handler=cmd_schema)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "env-vars",
+        summary="list every LETTA_* variable dbprofile reads",
+        description="""\
+The catalogue of environment variables, from the schema: variable, key, type,
+default and meaning. Empty values clear a key back to its default.
+
+examples:
+  dbprofile env-vars
+  dbprofile env-vars --format markdown""",
+    )
+    p.add_argument("--format", "-f", choices=("text", "markdown", "json"), default="text")
+    p.set_defaults(handler=cmd_env_vars)
+
+
+def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile.compiler.render import render
+
+    spec = compile_from_args(args, ctx)
+    text = render(spec, args.format)
+    if args.output:
+        write_output(args.output, text)
+    else:
+        ctx.stdout.write(text)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile.compiler.load import EXTENSIONS, load_layer, profile_names
+    from dbprofile.compiler.pipeline import compile_full, file_problems
+
+    base = Path(args.profiles_dir)
+    if args.files:
+        files = [Path(f) for f in args.files]
+    else:
+        if not base.is_dir():
+            raise ProblemsFound(
+                [Problem(str(base), message="profiles directory not found (use --profiles-dir)")]
+            )
+        files = sorted(p for p in base.iterdir() if p.suffix in EXTENSIONS)
+    problems: list[Problem] = []
+    bad_files: set[str] = set()
+    for path in files:
+        try:
+            found = file_problems(load_layer(path))
+        except ProblemsFound as exc:
+            found = list(exc.problems)
+        if found:
+            bad_files.add(str(path))
+        problems.extend(found)
+    names = sorted({p.stem for p in files}) if args.files else profile_names(base)
+    profiles_dir = files[0].parent if args.files else base
+    checked = 0
+    for name in names:
+        try:
+            compile_full(name, profiles_dir=profiles_dir, environ=ctx.environ if args.env else {})
+            checked += 1
+        except ProblemsFound as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ProblemsFound(problems)
+    ctx.out(f"ok: {len(files)} file(s), {checked} profile(s) valid")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile.compiler.keys import KEYS_BY_PATH, SECTIONS
+    from dbprofile.compiler.render import explain_rows
+
+    spec = compile_from_args(args, ctx)
+    key = args.key
+    if (
+        key
+        and key not in KEYS_BY_PATH
+        and key not in SECTIONS
+        and key not in ("engine", "url")
+        and not key.startswith("database.options")
+    ):
+        import difflib
+
+        close = difflib.get_close_matches(key, [*KEYS_BY_PATH, *SECTIONS], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UsageError(f"unknown key '{key}'{hint}")
+    rows = explain_rows(spec, key)
+    width = max((len(r[0]) + len(r[1]) + 3 for r in rows), default=0)
+    for k, value, origin, replaced in rows:
+        line = f"{k} = {value}".ljust(width) + f"  # {origin}"
+        if replaced:
+            line += f" (replaced {replaced})"
+        ctx.out(line)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile.compiler.pipeline import compile_profile_with_warnings
+    from dbprofile.compiler.render import diff_rows
+
+    environ = {} if args.no_env else ctx.environ
+    problems: list[Problem] = []
+    specs = []
+    for name in (args.a, args.b):
+        try:
+            spec, warnings = compile_profile_with_warnings(
+                name, profiles_dir=args.profiles_dir, environ=environ, sets=args.sets
+            )
+        except ProblemsFound as exc:
+            problems.extend(exc.problems)
+            continue
+        for w in warnings:
+            ctx.warn(w.render())
+        specs.append(spec)
+    if problems:
+        raise ProblemsFound(problems)
+    rows = diff_rows(specs[0], specs[1])
+    for key, x, ox, y, oy in rows:
+        left = f"{x} ({ox})" if ox else x
+        right = f"{y} ({oy})" if oy else y
+        ctx.out(f"{key}: {left} -> {right}")
+    if not rows:
+        ctx.out(f"no differences between {args.a} and {args.b}")
+    return 3 if rows and args.exit_code else 0
+
+
+def cmd_schema(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile.compiler.schema import schema_text
+
+    text = schema_text()
+    if not args.check:
+        ctx.stdout.write(text)
+        return 0
+    path = Path(args.file)
+    try:
+        current = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProblemsFound([Problem(str(path), message=f"cannot read: {exc.strerror}")]) from None
+    if current != text:
+        raise ProblemsFound(
+            [Problem(str(path), message=f"stale: regenerate it with `dbprofile schema > {path}`")]
+        )
+    ctx.out(f"ok: {path} is up to date")
+    return 0
+
+
+def cmd_env_vars(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile.compiler.keys import KEYS
+
+    rows = []
+    for key in KEYS:
+        if not key.env:
+            continue
+        kind = key.type + (", inverted" if key.invert_env else "")
+        default = "" if key.default is None else json.dumps(key.default)
+        rows.append((key.env, key.path, kind, default, key.description))
+    if args.format == "json":
+        ctx.stdout.write(
+            json.dumps(
+                [
+                    dict(zip(("variable", "key", "type", "default", "description"), r, strict=True))
+                    for r in rows
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
+    elif args.format == "markdown":
+        ctx.out("| variable | key | type | default | meaning |")
+        ctx.out("|---|---|---|---|---|")
+        for var, path, kind, default, desc in rows:
+            ctx.out(
+                f"| `{var}` | `{path}` | {kind} | {f'`{default}`' if default else ''} "
+                f"| {desc.replace('|', '/')} |"
+            )
+    else:
+        w1 = max(len(r[0]) for r in rows)
+        w2 = max(len(r[1]) for r in rows)
+        w3 = max(len(r[2]) for r in rows)
+        for var, path, kind, default, _ in rows:
+            ctx.out(f"{var.ljust(w1)}  {path.ljust(w2)}  {kind.ljust(w3)}  {default}".rstrip())
+    return 0

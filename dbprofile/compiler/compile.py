@@ -1,0 +1,239 @@
+"""Stage 5 — compile: a validated, merged tree becomes an immutable :class:`EngineSpec`.
+
+Engine selection: any of database.uri/host/port/name/user/password/options means
+PostgreSQL (and host, name and user are then required; port defaults to 5432);
+nothing means SQLite at ``sqlite.path``. Secrets become references; a literal secret
+stays on the in-memory spec only. Cross-field rules are reported here, in the same
+one-line format as schema problems.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+from dbprofile.compiler.keys import KEYS, PG_COMPONENTS, RELAXED_PROFILES
+from dbprofile.compiler.load import KeyPath
+from dbprofile.compiler.merge import FROM_URI, Merged, Step
+from dbprofile.errors import Problem
+from dbprofile.spec import (
+    DatabaseSpec,
+    EncryptionSpec,
+    EngineSpec,
+    MonitoringSpec,
+    Origin,
+    PoolSpec,
+    Secret,
+    SqliteSpec,
+    fingerprint_of,
+    render_url,
+)
+
+ENCRYPTED_PREFIX = "enc:"
+DEFAULT_PORT = 5432
+
+
+def _get(tree: dict[str, Any], path: KeyPath) -> Any:
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _value(tree: dict[str, Any], dotted: str) -> Any:
+    value = _get(tree, tuple(dotted.split(".")))
+    if value is None:
+        for key in KEYS:
+            if key.path == dotted:
+                return key.default
+    return value
+
+
+def make_secret(value: Any, key_path: str, origin: str) -> Secret | None:
+    """A profile's secret value (already schema-valid) as a reference."""
+    if value is None:
+        return None
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, dict):
+        if "env" in value:
+            return Secret("env", str(value["env"]), key_path)
+        return Secret("file", str(value["file"]), key_path)
+    text = str(value)
+    if text.startswith(ENCRYPTED_PREFIX):
+        return Secret("encrypted", text, key_path)
+    return Secret("literal", origin, key_path, literal=text)
+
+
+def compile_spec(
+    merged: Merged, profile: str | None
+) -> tuple[EngineSpec | None, list[Problem], list[Problem]]:
+    """(spec or None, problems, warnings) for a merged tree that passed the schema."""
+    tree = merged.tree
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    db_tree = tree.get("database") or {}
+    selected = [c for c in (*PG_COMPONENTS, "options") if db_tree.get(c) not in (None, {})]
+
+    def origin(dotted: str) -> str:
+        top = merged.top(tuple(dotted.split(".")))
+        return top.origin if top else "default"
+
+    database: DatabaseSpec | None = None
+    sqlite: SqliteSpec | None = None
+    if selected:
+        options = _options(db_tree.get("options") or {})
+        has_host = bool(db_tree.get("host")) or any(k == "host" for k, _ in options)
+        missing = [
+            name
+            for name, ok in (
+                ("host", has_host),
+                ("name", bool(db_tree.get("name"))),
+                ("user", bool(db_tree.get("user"))),
+            )
+            if not ok
+        ]
+        if missing:
+            file, line, _ = merged.locate(("database", selected[0]))
+            chose = origin(f"database.{selected[0]}").removesuffix(FROM_URI)
+            needs = ", ".join(f"database.{m}" for m in missing)
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    key="database",
+                    message=f"PostgreSQL selected (by {chose}) but {needs} "
+                    f"{'is' if len(missing) == 1 else 'are'} missing; set "
+                    + ", ".join(_how_to_set(m) for m in missing)
+                    + ", or remove the PostgreSQL settings to use SQLite",
+                )
+            )
+        else:
+            port = db_tree.get("port")
+            host = db_tree.get("host") or None
+            if port is None and host is not None:
+                port = DEFAULT_PORT
+            database = DatabaseSpec(
+                name=str(db_tree["name"]),
+                user=str(db_tree["user"]),
+                host=host,
+                port=None if port is None else int(port),
+                password=make_secret(
+                    db_tree.get("password"), "database.password", origin("database.password")
+                ),
+                options=options,
+                pgbouncer=bool(_value(tree, "database.pgbouncer")),
+            )
+    else:
+        sqlite = SqliteSpec(path=str(_value(tree, "sqlite.path")))
+
+    enc_key = make_secret(
+        _get(tree, ("encryption", "key")), "encryption.key", origin("encryption.key")
+    )
+    secrets = [s for s in (database.password if database else None, enc_key) if s is not None]
+    warnings.extend(_secret_warnings(secrets, merged, profile))
+    if problems:
+        return None, problems, warnings
+
+    pool = PoolSpec(
+        enabled=bool(_value(tree, "pool.enabled")),
+        size=int(_value(tree, "pool.size")),
+        max_overflow=int(_value(tree, "pool.max_overflow")),
+        timeout=float(_value(tree, "pool.timeout")),
+        recycle=int(_value(tree, "pool.recycle")),
+        pre_ping=bool(_value(tree, "pool.pre_ping")),
+        use_lifo=bool(_value(tree, "pool.use_lifo")),
+    )
+    spec = EngineSpec(
+        engine="postgresql" if database else "sqlite",
+        url=render_url(database, sqlite),
+        profile=profile,
+        database=database,
+        sqlite=sqlite,
+        pool=pool,
+        echo=bool(_value(tree, "database.echo")),
+        monitoring=MonitoringSpec(
+            enabled=bool(_value(tree, "monitoring.enabled")),
+            interval=int(_value(tree, "monitoring.interval")),
+        ),
+        encryption=EncryptionSpec(key=enc_key),
+        sources=merged.sources,
+        provenance=_provenance(merged),
+    )
+    spec = _with_fingerprint(spec)
+    return spec, problems, warnings
+
+
+def _with_fingerprint(spec: EngineSpec) -> EngineSpec:
+    import attrs
+
+    return attrs.evolve(spec, fingerprint=fingerprint_of(spec))
+
+
+def _how_to_set(component: str) -> str:
+    env = {"host": "LETTA_PG_HOST", "name": "LETTA_PG_DB", "user": "LETTA_PG_USER"}[component]
+    return f"database.{component} (or {env})"
+
+
+def _options(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        for item in value if isinstance(value, list) else [value]:
+            out.append((str(key), str(item)))
+    return tuple(out)
+
+
+def _provenance(merged: Merged) -> tuple[tuple[str, Origin], ...]:
+    entries: list[tuple[str, Origin]] = []
+    for path, trail in sorted(merged.trails.items()):
+        if not trail or path[:1] == ("extends",):
+            continue
+        dotted = ".".join(path)
+        if dotted in ("database", "sqlite", "pool", "monitoring", "encryption", "database.options"):
+            continue
+        origins = [_label(s) for s in trail]
+        entries.append((dotted, Origin(origins[-1], tuple(reversed(origins[:-1])))))
+    return tuple(entries)
+
+
+def _label(step: Step) -> str:
+    return step.origin + (" (cleared to default)" if step.cleared else "")
+
+
+def _secret_warnings(secrets: list[Secret], merged: Merged, profile: str | None) -> list[Problem]:
+    warnings: list[Problem] = []
+    for secret in secrets:
+        if secret.source != "literal":
+            continue
+        file, line, _ = merged.locate(tuple(secret.key_path.split(".")))
+        top = merged.top(tuple(secret.key_path.split(".")))
+        if top is None or top.kind != "file":
+            continue
+        if profile not in RELAXED_PROFILES:
+            warnings.append(
+                Problem(
+                    file,
+                    line,
+                    key=secret.key_path,
+                    severity="warning",
+                    message=f"literal secret in profile '{profile}'; use "
+                    '{env = "VAR"}, {file = "PATH"} or `dbprofile encrypt`',
+                )
+            )
+        try:
+            mode = Path(file).stat().st_mode
+        except OSError:
+            continue
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            warnings.append(
+                Problem(
+                    file,
+                    severity="warning",
+                    message=f"holds a literal secret and is readable by group or others "
+                    f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it",
+                )
+            )
+    return warnings

@@ -1,0 +1,363 @@
+"""Stage 1 — load: a profile file becomes a :class:`Layer` (plain tree + line/col of every key).
+
+The only module that opens profile files. TOML is read with ``tomllib`` (positions come
+from a light scan of the same text, since tomllib keeps none); YAML with ruamel.yaml's
+round-trip loader (which only builds plain mappings, sequences and scalars, and keeps
+positions), imported only when a YAML file is read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from attrs import field, frozen
+
+from dbprofile.errors import Problem, ProblemsFound
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 10_000  # refuse YAML alias bombs and absurd trees quickly
+EXTENSIONS = (".toml", ".yaml", ".yml")
+
+KeyPath = tuple[str, ...]
+Positions = dict[KeyPath, tuple[int, int]]
+
+
+@frozen
+class Layer:
+    """One layer of configuration: a plain tree and where each key was written.
+
+    ``label`` names the layer in ``sources`` (a file path, ``env``, ``--set``,
+    ``defaults``). ``positions`` maps a key path to (line, col), 1-based; for the
+    environment and --set layers ``where`` gives each key's origin text instead.
+    """
+
+    label: str
+    tree: dict[str, Any]
+    positions: Positions
+    kind: str = "file"  # file | env | set | defaults
+    where: dict[KeyPath, str] = field(factory=dict)
+    profile: str | None = None
+
+    def origin(self, path: KeyPath) -> str:
+        """Human origin of ``path`` in this layer: ``file:line``, ``env VAR``, ``--set``."""
+        if self.kind == "file":
+            line = self._line(path)
+            return f"{self.label}:{line}" if line else self.label
+        found = self.where.get(path)
+        if found is None:
+            for i in range(len(path) - 1, 0, -1):
+                found = self.where.get(path[:i])
+                if found is not None:
+                    break
+        return found or self.label
+
+    def _line(self, path: KeyPath) -> int:
+        for i in range(len(path), 0, -1):
+            pos = self.positions.get(path[:i])
+            if pos is not None:
+                return pos[0]
+        return 0
+
+    def locate(self, path: KeyPath) -> tuple[str, int, int]:
+        """(file, line, col) for a problem at ``path`` (nearest known ancestor)."""
+        if self.kind != "file":
+            return self.origin(path), 0, 0
+        for i in range(len(path), 0, -1):
+            pos = self.positions.get(path[:i])
+            if pos is not None:
+                return self.label, pos[0], 0
+        return self.label, 0, 0
+
+
+# ------------------------------------------------------------------ finding files
+
+
+def profile_names(profiles_dir: Path) -> list[str]:
+    if not profiles_dir.is_dir():
+        return []
+    return sorted({p.stem for p in profiles_dir.iterdir() if p.suffix in EXTENSIONS})
+
+
+def find_profile(name: str, profiles_dir: str | Path, *, needed_by: str | None = None) -> Path:
+    """The one file for profile ``name``; a clear problem when there are none or two."""
+    base = Path(profiles_dir)
+    where = f"profile {needed_by}" if needed_by else f"profile {name}"
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ProblemsFound([Problem(where, message=f"not a profile name: {name!r}")])
+    if not base.is_dir():
+        raise ProblemsFound(
+            [Problem(str(base), message="profiles directory not found (use --profiles-dir)")]
+        )
+    found = [base / f"{name}{ext}" for ext in EXTENSIONS if (base / f"{name}{ext}").exists()]
+    if len(found) > 1:
+        files = ", ".join(str(p) for p in found)
+        raise ProblemsFound(
+            [Problem(str(found[0]), message=f"two files for profile '{name}': {files}; keep one")]
+        )
+    if not found:
+        names = profile_names(base)
+        what = f"parent profile '{name}'" if needed_by else f"profile '{name}'"
+        msg = f"{what} not found in {base}/"
+        close = difflib.get_close_matches(name, names, n=1)
+        if close:
+            msg += f"; did you mean '{close[0]}'?"
+        msg += f" (available: {', '.join(names)})" if names else " (no profiles there)"
+        raise ProblemsFound([Problem(where, message=msg)])
+    return found[0]
+
+
+# ------------------------------------------------------------------ reading
+
+
+def read_text(path: Path) -> str:
+    """The file's text, or a one-line problem (directory, unreadable, too large, not UTF-8)."""
+    label = str(path)
+    try:
+        if path.is_dir():
+            raise ProblemsFound([Problem(label, message="is a directory, not a profile file")])
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ProblemsFound(
+                [Problem(label, message=f"file too large: {size} bytes (limit {MAX_FILE_BYTES})")]
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProblemsFound(
+            [Problem(label, message=f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ProblemsFound(
+            [
+                Problem(
+                    label,
+                    line,
+                    col,
+                    message=f"not UTF-8 text: invalid byte 0x{data[exc.start]:02x}",
+                )
+            ]
+        ) from None
+
+
+def load_layer(path: str | Path, *, profile: str | None = None) -> Layer:
+    """Read and parse one profile file (TOML or YAML by extension)."""
+    p = Path(path)
+    text = read_text(p)
+    if p.suffix == ".toml":
+        tree, positions = parse_toml(text, str(p))
+    elif p.suffix in (".yaml", ".yml"):
+        tree, positions = parse_yaml(text, str(p))
+    else:
+        raise ProblemsFound(
+            [Problem(str(p), message="unknown file type; profiles are .toml, .yaml or .yml")]
+        )
+    return Layer(label=str(p), tree=tree, positions=positions, profile=profile)
+
+
+# ------------------------------------------------------------------ TOML
+
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_BARE = r"[A-Za-z0-9_-]+"
+_QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'[^']*'"
+_KEY = rf"(?:{_BARE}|{_QUOTED})"
+_DOTTED = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
+_KEYVAL = re.compile(rf"\s*({_DOTTED})\s*=")
+_HEADER = re.compile(rf"\s*\[\[?\s*({_DOTTED})\s*\]\]?")
+_KEY_PART = re.compile(_KEY)
+_INLINE_KEY = re.compile(rf"[{{,]\s*({_DOTTED})\s*=")
+
+
+def _split_dotted(dotted: str) -> tuple[str, ...]:
+    parts = []
+    for m in _KEY_PART.finditer(dotted):
+        token = m.group(0)
+        if token[0] in "\"'":
+            token = token[1:-1]
+        parts.append(token)
+    return tuple(parts)
+
+
+def parse_toml(text: str, label: str) -> tuple[dict[str, Any], Positions]:
+    import tomllib
+
+    try:
+        tree = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        line = col = 0
+        m = _TOML_POS.search(msg)
+        if m:
+            line, col = int(m.group(1)), int(m.group(2))
+            msg = msg[: m.start()]
+        msg = msg[:1].lower() + msg[1:]
+        raise ProblemsFound(
+            [Problem(label, line, col, message=f"cannot parse TOML: {msg}")]
+        ) from None
+    return tree, toml_positions(text)
+
+
+def toml_positions(text: str) -> Positions:
+    """Line and column of every key in a TOML document that tomllib accepted.
+
+    A scan, not a parser: tables, dotted keys and inline tables on one line are
+    found; keys inside multi-line strings are skipped.
+    """
+    positions: Positions = {}
+    table: tuple[str, ...] = ()
+    in_multiline: str | None = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if in_multiline:
+            if in_multiline in line:
+                in_multiline = None
+            continue
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        col = len(line) - len(stripped) + 1
+        header = _HEADER.match(line) if stripped.startswith("[") else None
+        if header:
+            table = _split_dotted(header.group(1))
+            for i in range(1, len(table) + 1):
+                positions.setdefault(table[:i], (lineno, col))
+            continue
+        m = _KEYVAL.match(line)
+        if not m:
+            continue
+        key = table + _split_dotted(m.group(1))
+        for i in range(len(table) + 1, len(key) + 1):
+            positions.setdefault(key[:i], (lineno, col))
+        rest = line[m.end() :]
+        for quote in ('"""', "'''"):
+            if rest.count(quote) == 1:
+                in_multiline = quote
+        brace = rest.find("{")
+        if brace >= 0:
+            start = m.end() + brace
+            for inner in _INLINE_KEY.finditer(line, start):
+                sub = key + _split_dotted(inner.group(1))
+                positions.setdefault(sub, (lineno, inner.start(1) + 1))
+    return positions
+
+
+# ------------------------------------------------------------------ YAML
+
+_DUP_KEY = re.compile(r'found duplicate key "(.*?)"')
+
+
+def parse_yaml(text: str, label: str) -> tuple[dict[str, Any], Positions]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        docs = list(yaml.load_all(text))
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        m = _DUP_KEY.search(str(exc.problem))
+        key = f" '{m.group(1)}'" if m else ""
+        raise ProblemsFound(
+            [
+                Problem(
+                    label,
+                    mark.line + 1 if mark else 0,
+                    mark.column + 1 if mark else 0,
+                    message=f"duplicate key{key}",
+                )
+            ]
+        ) from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        raise ProblemsFound(
+            [
+                Problem(
+                    label,
+                    mark.line + 1 if mark else 0,
+                    mark.column + 1 if mark else 0,
+                    message=f"cannot parse YAML: {problem}",
+                )
+            ]
+        ) from None
+    except YAMLError as exc:
+        raise ProblemsFound([Problem(label, message=f"cannot parse YAML: {exc}")]) from None
+    if len(docs) > 1:
+        raise ProblemsFound(
+            [Problem(label, message=f"holds {len(docs)} YAML documents; a profile is one")]
+        )
+    root = docs[0] if docs else None
+    if root is None:
+        return {}, {}
+    if not isinstance(root, dict):
+        raise ProblemsFound(
+            [Problem(label, 1, message=f"top level must be a table of keys, got {_kind(root)}")]
+        )
+    positions: Positions = {}
+    budget = [MAX_NODES]
+    tree = _plain(root, (), positions, budget, label)
+    assert isinstance(tree, dict)
+    return tree, positions
+
+
+def _plain(node: Any, path: KeyPath, positions: Positions, budget: list[int], label: str) -> Any:
+    """ruamel's round-trip objects → plain Python values, recording key positions."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ProblemsFound(
+            [
+                Problem(
+                    label,
+                    message=f"more than {MAX_NODES} values (YAML aliases expanding?); refused",
+                )
+            ]
+        )
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        lc = getattr(node, "lc", None)
+        for key, value in node.items():
+            skey = str(key)
+            sub = (*path, skey)
+            if lc is not None:
+                try:
+                    line, col = lc.key(key)
+                    positions[sub] = (line + 1, col + 1)
+                except (KeyError, TypeError):
+                    pass
+            out[skey] = _plain(value, sub, positions, budget, label)
+        return out
+    if isinstance(node, list):
+        return [_plain(v, path, positions, budget, label) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node  # dates and other tagged scalars: the validator names their type
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+def iter_tree(tree: dict[str, Any], prefix: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
+    """Every (path, value) in a tree, tables included, depth-first."""
+    for key, value in tree.items():
+        path = (*prefix, key)
+        yield path, value
+        if isinstance(value, dict):
+            yield from iter_tree(value, path)

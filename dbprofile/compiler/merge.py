@@ -1,0 +1,227 @@
+"""Stage 2 — merge: layers, lowest first, become one tree with the trail of every key.
+
+Tables deep-merge; scalars, lists and secret references replace. Each key keeps its
+*trail*: every layer that set it, lowest first, so ``explain`` and errors can say
+where a value came from and what it replaced.
+
+A layer's ``database.uri`` is first expanded into the components it carries (host,
+port, name, user, password, options), except those the same layer sets explicitly:
+so per component the highest layer wins, and within one layer an explicit part beats
+the URI's. A sqlite URI, or clearing ``database.uri`` (``LETTA_PG_URI=""``), clears
+the PostgreSQL components that lower layers' URIs carried, selecting SQLite.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from attrs import frozen
+
+from dbprofile.compiler.keys import KEYS_BY_PATH, PG_COMPONENTS, SECRET_PATHS
+from dbprofile.compiler.load import KeyPath, Layer
+from dbprofile.compiler.overrides import CLEAR
+from dbprofile.compiler.urls import UriError, mask_uri, parse_uri
+from dbprofile.errors import Problem
+from dbprofile.spec import Secret
+
+URI_PATH: KeyPath = ("database", "uri")
+FROM_URI = " (database.uri)"
+
+
+@frozen
+class Step:
+    """One layer setting one key."""
+
+    origin: str  # "profiles/prod.yaml:12", "env LETTA_PG_PORT", "--set pool.size", "default"
+    file: str  # where a problem is reported: the file, or the origin for env/--set
+    line: int = 0
+    kind: str = "file"
+    cleared: bool = False
+
+    @property
+    def from_uri(self) -> bool:
+        return self.origin.endswith(FROM_URI)
+
+
+@frozen
+class Merged:
+    tree: dict[str, Any]
+    trails: dict[KeyPath, tuple[Step, ...]]
+    sources: tuple[str, ...]
+
+    def top(self, path: KeyPath) -> Step | None:
+        trail = self.trails.get(path)
+        return trail[-1] if trail else None
+
+    def locate(self, path: KeyPath) -> tuple[str, int, str]:
+        """(file, line, set-by origin) for a problem at ``path``: the highest file that
+        wrote the key, and the origin of the value if something else set it."""
+        for i in range(len(path), 0, -1):
+            trail = self.trails.get(path[:i])
+            if not trail:
+                continue
+            top = trail[-1]
+            for step in reversed(trail):
+                if step.kind == "file":
+                    origin = top.origin if top is not step else ""
+                    return step.file, step.line, origin.removesuffix(FROM_URI)
+            return top.file, top.line, ""
+        return "", 0, ""
+
+
+def _step(layer: Layer, path: KeyPath, *, suffix: str = "", cleared: bool = False) -> Step:
+    if layer.kind == "file":
+        file, line, _ = layer.locate(path)
+        return Step(layer.origin(path) + suffix, file, line, "file", cleared)
+    if layer.kind == "defaults":
+        return Step("default", "default", 0, "defaults", cleared)
+    origin = layer.origin(path)
+    return Step(origin + suffix, origin, 0, layer.kind, cleared)
+
+
+def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem]]:
+    """The layer with its ``database.uri`` expanded into components (see module doc),
+    the paths the URI supplied, and problems."""
+    none: frozenset[KeyPath] = frozenset()
+    db = layer.tree.get("database")
+    if not isinstance(db, dict) or "uri" not in db:
+        return layer, none, []
+    uri = db["uri"]
+    if uri is CLEAR or not isinstance(uri, str):
+        return layer, none, []  # the validator reports a wrong type
+    file, line, _ = layer.locate(URI_PATH)
+    try:
+        parts = parse_uri(uri)
+    except UriError as exc:
+        label = file if layer.kind == "file" else layer.origin(URI_PATH)
+        problem = Problem(label, line, key="database.uri", message=f"{exc}, got '{mask_uri(uri)}'")
+        return layer, none, [problem]
+    tree = copy.deepcopy(layer.tree)
+    newdb = tree["database"]
+    where = dict(layer.where)
+    positions = dict(layer.positions)
+    uri_pos = layer.positions.get(URI_PATH)
+    uri_where = layer.where.get(URI_PATH, layer.label)
+
+    def put(path: KeyPath, value: Any) -> None:
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+        if uri_pos is not None:
+            positions[path] = uri_pos
+        where[path] = uri_where
+        derived.add(path)
+
+    derived: set[KeyPath] = set()
+    if parts.sqlite_path is not None:
+        for comp in (*PG_COMPONENTS, "options"):
+            if comp not in newdb:
+                put(("database", comp), CLEAR)
+        sqlite = tree.setdefault("sqlite", {})
+        if isinstance(sqlite, dict) and "path" not in sqlite:
+            put(("sqlite", "path"), parts.sqlite_path)
+    else:
+        for comp, value in parts.components().items():
+            if comp == "options":
+                existing = newdb.get("options")
+                for opt, optval in value.items():
+                    if isinstance(existing, dict) and opt in existing:
+                        continue
+                    put(("database", "options", opt), optval)
+                continue
+            if comp in newdb:
+                continue
+            if comp == "password" and layer.kind == "env":
+                value = Secret(  # noqa: PLW2901 - the env layer carries a reference, not the text
+                    "env", uri_where.removeprefix("env "), "database.password", part="password"
+                )
+            put(("database", comp), value)
+    expanded = Layer(
+        label=layer.label,
+        tree=tree,
+        positions=positions,
+        kind=layer.kind,
+        where=where,
+        profile=layer.profile,
+    )
+    return expanded, frozenset(derived), []
+
+
+def merge_layers(layers: Sequence[Layer]) -> tuple[Merged, list[Problem]]:
+    """Merge layers lowest first (see module doc); returns the result and URI problems."""
+    tree: dict[str, Any] = {}
+    trails: dict[KeyPath, tuple[Step, ...]] = {}
+    problems: list[Problem] = []
+    sources: list[str] = []
+    for raw in layers:
+        layer, derived, found = expand_uri(raw)
+        problems.extend(found)
+        if layer.tree or layer.kind in ("defaults", "file"):
+            sources.append("defaults" if layer.kind == "defaults" else layer.label)
+        _apply(tree, trails, layer, layer.tree, (), derived)
+    return Merged(tree=tree, trails=trails, sources=tuple(sources)), problems
+
+
+def _apply(
+    tree: dict[str, Any],
+    trails: dict[KeyPath, tuple[Step, ...]],
+    layer: Layer,
+    values: dict[str, Any],
+    prefix: KeyPath,
+    derived: frozenset[KeyPath],
+) -> None:
+    for key, value in values.items():
+        path = (*prefix, key)
+        if not prefix and key == "extends":
+            continue
+        suffix = FROM_URI if path in derived else ""
+        if value is CLEAR:
+            _clear(tree, trails, layer, path, suffix)
+            continue
+        step = _step(layer, path, suffix=suffix)
+        trails[path] = (*trails.get(path, ()), step)
+        if isinstance(value, dict) and path not in SECRET_PATHS:
+            if not isinstance(tree.get(key), dict):
+                tree[key] = {}
+            _apply(tree[key], trails, layer, value, path, derived)
+        else:
+            tree[key] = value
+
+
+def _clear(
+    tree: dict[str, Any],
+    trails: dict[KeyPath, tuple[Step, ...]],
+    layer: Layer,
+    path: KeyPath,
+    suffix: str,
+) -> None:
+    """Clear ``path`` back to its default (and, for database.uri, what URIs carried)."""
+    key = path[-1]
+    trail = trails.get(path, ())
+    if suffix and trail and not trail[-1].from_uri:
+        return  # a URI only clears what a URI set (an explicit part stays)
+    step = _step(layer, path, suffix=suffix, cleared=True)
+    model = KEYS_BY_PATH.get(".".join(path))
+    if model is not None and model.default is not None:
+        tree[key] = model.default
+    else:
+        tree.pop(key, None)
+    trails[path] = (*trail, step)
+    if path == URI_PATH:
+        for comp in (*PG_COMPONENTS, "options"):
+            comp_path: KeyPath = ("database", comp)
+            comp_trail = trails.get(comp_path)
+            if comp_trail and comp_trail[-1].from_uri:
+                tree.pop(comp, None)
+                trails[comp_path] = (*comp_trail, step)
+        options = tree.get("options")
+        if isinstance(options, dict):
+            for opt in list(options):
+                sub = ("database", "options", opt)
+                sub_trail = trails.get(sub)
+                if sub_trail and sub_trail[-1].from_uri:
+                    del options[opt]
+                    trails[sub] = (*sub_trail, step)

@@ -1,0 +1,180 @@
+"""The whole compile: load → merge → overrides → validate → compile, in one visible place.
+
+Layer priority, lowest first (the ordered tuple of sources)::
+
+    defaults < extends chain (parents first, depth-first, each once) < the profile
+             < LETTA_* environment < --set KEY=VALUE
+
+Every stage's problems are gathered and raised together as one ``ProblemsFound``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from attrs import frozen
+
+from dbprofile.compiler.compile import compile_spec
+from dbprofile.compiler.keys import defaults_tree
+from dbprofile.compiler.load import Layer, find_profile, load_layer
+from dbprofile.compiler.merge import Merged, merge_layers
+from dbprofile.compiler.overrides import env_layer, set_layer
+from dbprofile.compiler.validate import validate_tree
+from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.spec import EngineSpec
+
+
+@frozen
+class Compiled:
+    spec: EngineSpec
+    merged: Merged
+    warnings: tuple[Problem, ...]
+
+
+def defaults_layer() -> Layer:
+    return Layer(label="defaults", tree=defaults_tree(), positions={}, kind="defaults")
+
+
+def load_chain(name: str, profiles_dir: str | Path) -> list[Layer]:
+    """The profile and its ``extends`` ancestors, parents first, depth-first, each once."""
+    out: list[Layer] = []
+    problems: list[Problem] = []
+    done: set[str] = set()
+
+    def visit(current: str, stack: tuple[str, ...]) -> None:
+        if current in stack:
+            cycle = " -> ".join((*stack[stack.index(current) :], current))
+            problems.append(Problem(f"profile {stack[0]}", message=f"extends cycle: {cycle}"))
+            return
+        if current in done:
+            return
+        try:
+            path = find_profile(current, profiles_dir, needed_by=stack[-1] if stack else None)
+            layer = load_layer(path, profile=current)
+        except ProblemsFound as exc:
+            problems.extend(exc.problems)
+            done.add(current)
+            return
+        parents = layer.tree.get("extends", [])
+        if isinstance(parents, str):
+            parents = [parents]
+        if not isinstance(parents, list) or not all(isinstance(p, str) and p for p in parents):
+            file, line, _ = layer.locate(("extends",))
+            problems.append(
+                Problem(
+                    file, line, key="extends", message="must be a profile name or a list of names"
+                )
+            )
+            parents = []
+        for parent in parents:
+            visit(parent, (*stack, current))
+        done.add(current)
+        out.append(layer)
+
+    visit(name, ())
+    if problems:
+        raise ProblemsFound(problems)
+    return out
+
+
+def file_problems(layer: Layer) -> list[Problem]:
+    """A file checked alone against the schema (as an editor would)."""
+    problems = []
+    for error in validate_tree(layer.tree):
+        file, line, _ = layer.locate(error.path)
+        problems.append(
+            Problem(file, line, key=_key_of(error.path, error.keyword), message=error.message())
+        )
+    return problems
+
+
+def _key_of(path: tuple[str, ...], keyword: str) -> str:
+    if keyword == "additionalProperties":
+        path = path[:-1]
+    return ".".join(path)
+
+
+def merged_problems(merged: Merged) -> list[Problem]:
+    problems = []
+    for error in validate_tree(merged.tree):
+        file, line, origin = merged.locate(error.path)
+        problems.append(
+            Problem(
+                file,
+                line,
+                key=_key_of(error.path, error.keyword),
+                message=error.message(),
+                origin=origin,
+            )
+        )
+    return problems
+
+
+def compile_layers(
+    profile: str | None,
+    file_layers: Sequence[Layer],
+    environ: Mapping[str, str],
+    sets: Iterable[str],
+) -> Compiled:
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    env, env_problems, env_warnings = env_layer(environ)
+    problems.extend(env_problems)
+    warnings.extend(env_warnings)
+    cli, set_problems = set_layer(sets)
+    problems.extend(set_problems)
+    for layer in file_layers:
+        problems.extend(file_problems(layer))
+    merged, merge_problems = merge_layers([defaults_layer(), *file_layers, env, cli])
+    problems.extend(merge_problems)
+    if not problems:
+        problems.extend(merged_problems(merged))
+    if problems:
+        raise ProblemsFound(problems)
+    spec, compile_problems, compile_warnings = compile_spec(merged, profile)
+    warnings.extend(compile_warnings)
+    if compile_problems or spec is None:
+        raise ProblemsFound(compile_problems)
+    return Compiled(spec=spec, merged=merged, warnings=tuple(sorted(set(warnings))))
+
+
+def compile_full(
+    name: str | None = None,
+    *,
+    profiles_dir: str | Path = "profiles",
+    environ: Mapping[str, str] | None = None,
+    sets: Iterable[str] = (),
+) -> Compiled:
+    """Compile a profile (or, with no name, defaults + environment) to a :class:`Compiled`."""
+    layers = load_chain(name, profiles_dir) if name else []
+    return compile_layers(name, layers, environ or {}, sets)
+
+
+def compile_profile_with_warnings(
+    name: str | None = None,
+    *,
+    profiles_dir: str | Path = "profiles",
+    environ: Mapping[str, str] | None = None,
+    sets: Iterable[str] = (),
+) -> tuple[EngineSpec, tuple[Problem, ...]]:
+    compiled = compile_full(name, profiles_dir=profiles_dir, environ=environ, sets=sets)
+    return compiled.spec, compiled.warnings
+
+
+def compile_profile(
+    name: str | None = None,
+    *,
+    profiles_dir: str | Path = "profiles",
+    environ: Mapping[str, str] | None = None,
+    sets: Iterable[str] = (),
+) -> EngineSpec:
+    """Compile profile ``name`` into an :class:`EngineSpec`.
+
+    ``environ`` is the environment to apply (pass ``os.environ`` explicitly to use the
+    process's; ``None`` means no environment layer). Raises ``ProblemsFound`` with every
+    problem when the configuration is wrong. Warnings are dropped; the CLI prints them.
+    """
+    return compile_profile_with_warnings(
+        name, profiles_dir=profiles_dir, environ=environ, sets=sets
+    )[0]
