@@ -1,0 +1,234 @@
+"""EngineSpec -> SQLAlchemy engines (sync and async), pooled exactly as the spec says.
+
+- PostgreSQL: psycopg 3 for sync and async (``postgresql+psycopg``), URL from
+  :func:`dbprofile.runtime.urls.postgres_url`; the driver's ``connect_timeout`` defaults
+  to ``pool.timeout`` (as Letta does) unless ``database.options`` sets one; with
+  ``database.pgbouncer`` psycopg's prepared statements are off (``prepare_threshold=None``),
+  which transaction-mode pgbouncer needs.
+- SQLite: the file at ``sqlite.path`` (``~`` expanded, parents created), foreign keys,
+  WAL, a busy timeout of ``pool.timeout`` seconds and ``cosine_distance``; async through
+  aiosqlite. ``:memory:`` uses one shared connection (``StaticPool``), since any other
+  pool would hand each checkout a different empty database.
+- Pool: ``NullPool`` when ``pool.enabled`` is false; otherwise a ``QueuePool`` (async:
+  ``AsyncAdaptedQueuePool``) with size, max_overflow, timeout, recycle, use_lifo;
+  ``pre_ping`` and ``echo`` always as the spec says.
+- Every engine translates errors (``handle_error`` and the pool's checkout timeout, see
+  :mod:`dbprofile.runtime.errors`) and, when ``monitoring.enabled``, is monitored
+  (:func:`dbprofile.runtime.monitoring.attach_monitoring`).
+
+Secrets are resolved from ``environ`` (default ``os.environ``) here, at engine creation,
+and go only into the engine's URL; ``repr`` and logs show ``***``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dbprofile.errors import DriverMissingError, SpecError
+
+try:
+    import sqlalchemy
+    from sqlalchemy import event
+    from sqlalchemy.engine import URL, Engine
+    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import sessionmaker as sa_sessionmaker
+    from sqlalchemy.pool import NullPool, Pool, QueuePool, StaticPool
+except ModuleNotFoundError as _exc:  # pragma: no cover - exercised in a subprocess test
+    raise DriverMissingError("sqlalchemy", "runtime", "dbprofile's runtime") from _exc
+
+from dbprofile.runtime.errors import (
+    TranslatingAsyncQueuePool,
+    TranslatingQueuePool,
+    translate_error,
+)
+from dbprofile.runtime.secrets import resolve_password
+from dbprofile.runtime.sqlite import MEMORY, install_sqlite_hooks, prepare_sqlite_path
+from dbprofile.runtime.urls import postgres_url, sqlite_url
+from dbprofile.spec import EngineSpec
+
+if TYPE_CHECKING:  # the asyncio extension needs greenlet: imported only when used
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.ext.asyncio import async_sessionmaker as sa_async_sessionmaker
+
+__all__ = [
+    "async_sessionmaker",
+    "create_async_engine",
+    "create_engine",
+    "engine_arguments",
+    "sessionmaker",
+]
+
+# Packages SQLAlchemy imports per driver, and the extra that installs them.
+_DRIVER_PACKAGES = {
+    "psycopg": ("psycopg", "runtime", "a PostgreSQL engine"),
+    "psycopg_binary": ("psycopg", "runtime", "a PostgreSQL engine"),
+    "aiosqlite": ("aiosqlite", "runtime", "an async SQLite engine"),
+    "greenlet": ("greenlet", "runtime", "an async engine"),
+}
+_QUEUE_ONLY = ("pool_size", "max_overflow", "pool_timeout", "pool_use_lifo")
+
+
+def engine_arguments(
+    spec: EngineSpec,
+    *,
+    environ: Mapping[str, str] | None = None,
+    async_: bool = False,
+) -> tuple[URL, dict[str, Any]]:
+    """The URL and keyword arguments :func:`create_engine` passes to SQLAlchemy.
+
+    Pool classes are dbprofile's translating subclasses of ``QueuePool`` /
+    ``AsyncAdaptedQueuePool``. Resolves the password; a SQLite parent directory is created.
+    """
+    env = os.environ if environ is None else environ
+    pool = spec.pool
+    kwargs: dict[str, Any] = {"echo": spec.echo, "pool_pre_ping": pool.pre_ping}
+    connect_args: dict[str, Any] = {}
+    if spec.engine == "postgresql":
+        db = spec.database
+        if db is None:
+            raise SpecError("database", "engine is postgresql but the spec has no database")
+        url = postgres_url(db, resolve_password(spec, env))
+        if not any(key == "connect_timeout" for key, _ in db.options):
+            connect_args["connect_timeout"] = max(1, math.ceil(pool.timeout))
+        if db.pgbouncer:
+            connect_args["prepare_threshold"] = None
+    elif spec.engine == "sqlite":
+        if spec.sqlite is None:
+            raise SpecError("sqlite", "engine is sqlite but the spec has no sqlite.path")
+        path = prepare_sqlite_path(spec.sqlite.path)
+        url = sqlite_url(path, async_=async_)
+        if path == MEMORY:
+            kwargs["poolclass"] = StaticPool
+            if not async_:
+                connect_args["check_same_thread"] = False
+            kwargs["connect_args"] = connect_args
+            return url, kwargs
+    else:
+        raise SpecError("engine", f"unknown engine {spec.engine!r}")
+    if pool.enabled:
+        kwargs.update(
+            poolclass=TranslatingAsyncQueuePool if async_ else TranslatingQueuePool,
+            pool_size=pool.size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.timeout,
+            pool_recycle=pool.recycle,
+            pool_use_lifo=pool.use_lifo,
+        )
+    else:
+        kwargs["poolclass"] = NullPool
+    kwargs["connect_args"] = connect_args
+    return url, kwargs
+
+
+def _merge_overrides(kwargs: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(kwargs)
+    for key, value in overrides.items():
+        if key == "connect_args":
+            merged["connect_args"] = {**merged.get("connect_args", {}), **value}
+        else:
+            merged[key] = value
+    poolclass = merged.get("poolclass")
+    if isinstance(poolclass, type) and not issubclass(poolclass, QueuePool):
+        for key in _QUEUE_ONLY:
+            if key not in overrides:
+                merged.pop(key, None)
+    return merged
+
+
+def _driver_missing(exc: ModuleNotFoundError) -> Exception:
+    name = (exc.name or "").split(".")[0]
+    if name in _DRIVER_PACKAGES:
+        return DriverMissingError(*_DRIVER_PACKAGES[name])
+    return exc
+
+
+def _install(sync_engine: Engine, spec: EngineSpec) -> None:
+    event.listen(sync_engine, "handle_error", translate_error)
+    if spec.engine == "sqlite":
+        path = str(sync_engine.url.database or MEMORY)
+        install_sqlite_hooks(sync_engine, path=path, busy_timeout=spec.pool.timeout)
+
+
+def _monitor(engine: Engine, spec: EngineSpec, name: str | None, registry: Any) -> None:
+    if not spec.monitoring.enabled:
+        return
+    try:
+        from dbprofile.runtime.monitoring import attach_monitoring
+    except ModuleNotFoundError as exc:
+        if exc.name != "dbprofile.runtime.monitoring":
+            raise
+        return
+    attach_monitoring(engine, spec=spec, name=name or spec.profile or "default", registry=registry)
+
+
+def create_engine(
+    spec: EngineSpec,
+    *,
+    environ: Mapping[str, str] | None = None,
+    name: str | None = None,
+    registry: Any = None,
+    **overrides: Any,
+) -> Engine:
+    """A pooled, error-translating, monitored ``sqlalchemy.Engine`` for ``spec``.
+
+    ``environ`` resolves secret references (default ``os.environ``); ``name`` and
+    ``registry`` label and collect the pool metrics; ``overrides`` go to
+    ``sqlalchemy.create_engine`` last (``connect_args`` are merged key by key).
+    """
+    url, kwargs = engine_arguments(spec, environ=environ, async_=False)
+    try:
+        engine = sqlalchemy.create_engine(url, **_merge_overrides(kwargs, overrides))
+    except ModuleNotFoundError as exc:
+        raise _driver_missing(exc) from exc
+    _install(engine, spec)
+    _monitor(engine, spec, name, registry)
+    return engine
+
+
+def create_async_engine(
+    spec: EngineSpec,
+    *,
+    environ: Mapping[str, str] | None = None,
+    name: str | None = None,
+    registry: Any = None,
+    **overrides: Any,
+) -> AsyncEngine:
+    """The async counterpart of :func:`create_engine` (psycopg 3 async, aiosqlite)."""
+    try:
+        from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+    except ImportError as exc:
+        raise DriverMissingError("greenlet", "runtime", "an async engine") from exc
+
+    url, kwargs = engine_arguments(spec, environ=environ, async_=True)
+    try:
+        engine = sa_create_async_engine(url, **_merge_overrides(kwargs, overrides))
+    except ModuleNotFoundError as exc:
+        raise _driver_missing(exc) from exc
+    _install(engine.sync_engine, spec)
+    _monitor(engine.sync_engine, spec, name, registry)
+    return engine
+
+
+def sessionmaker(engine: Engine, **kwargs: Any) -> sa_sessionmaker[Session]:
+    """A session factory with Letta's settings: ``expire_on_commit=False``,
+    ``autoflush=False`` (either can be overridden)."""
+    kwargs.setdefault("expire_on_commit", False)
+    kwargs.setdefault("autoflush", False)
+    return sa_sessionmaker(bind=engine, **kwargs)
+
+
+def async_sessionmaker(engine: AsyncEngine, **kwargs: Any) -> sa_async_sessionmaker[AsyncSession]:
+    """The async counterpart of :func:`sessionmaker`."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker as sa_async_sessionmaker
+
+    kwargs.setdefault("expire_on_commit", False)
+    kwargs.setdefault("autoflush", False)
+    return sa_async_sessionmaker(bind=engine, **kwargs)
+
+
+def pool_of(engine: Engine | AsyncEngine) -> Pool:
+    """The engine's pool (for an async engine, its sync engine's)."""
+    return engine.pool if isinstance(engine, Engine) else engine.sync_engine.pool

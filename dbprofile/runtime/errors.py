@@ -1,0 +1,223 @@
+"""Error translation built into every engine dbprofile creates.
+
+Two hooks, installed by :mod:`dbprofile.runtime.engines`, so callers wrap nothing:
+
+- the engine's ``handle_error`` event turns driver errors (psycopg, asyncpg, pg8000,
+  sqlite3/aiosqlite) into Letta's classes, keeping SQLAlchemy's exception as
+  ``original_exception`` (its ``.orig`` is the driver's) and chaining the driver's as
+  ``__cause__``:
+
+  ====================================== ================================================
+  SQLSTATE / SQLite                      raised
+  ====================================== ================================================
+  23505, "UNIQUE constraint failed"      UniqueConstraintViolationError (a ValueError)
+  23503, "FOREIGN KEY constraint failed" ForeignKeyConstraintViolationError (a ValueError)
+  57014 (statement timeout / cancel)     DatabaseTimeoutError
+  55P03, SQLite "database is locked"     DatabaseLockNotAvailableError
+  40P01                                  DatabaseDeadlockError
+  connection lost mid-use                DatabaseConnectionLostError (a DatabaseTimeoutError)
+  ====================================== ================================================
+
+- the pool classes below turn a checkout timeout (every connection in use for
+  ``pool.timeout`` seconds) into :class:`PoolTimeoutError`, a ``DatabaseTimeoutError``
+  that is also SQLAlchemy's ``TimeoutError``, whose message names the size, overflow and
+  timeout in force and the settings that raise them.
+
+Anything else passes through untouched. Messages hold the server's text (never a secret:
+servers do not echo passwords) and never the statement's parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy.exc
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
+
+from dbprofile.errors import (
+    DatabaseDeadlockError,
+    DatabaseLockNotAvailableError,
+    DatabaseTimeoutError,
+    ForeignKeyConstraintViolationError,
+    UniqueConstraintViolationError,
+)
+
+__all__ = [
+    "DatabaseConnectionLostError",
+    "PoolTimeoutError",
+    "TranslatingAsyncQueuePool",
+    "TranslatingQueuePool",
+    "sqlstate_of",
+    "translate_error",
+]
+
+_BY_SQLSTATE: dict[str, tuple[type[Exception], str]] = {
+    "23505": (UniqueConstraintViolationError, "unique constraint violated"),
+    "23503": (ForeignKeyConstraintViolationError, "foreign key constraint violated"),
+    "57014": (DatabaseTimeoutError, "statement timed out or was cancelled"),
+    "55P03": (DatabaseLockNotAvailableError, "lock not available"),
+    "40P01": (DatabaseDeadlockError, "deadlock detected"),
+}
+
+# sqlite3 extended result codes (Python 3.11+ sets ``sqlite_errorcode``).
+_SQLITE_CONSTRAINT_PRIMARYKEY = 1555
+_SQLITE_CONSTRAINT_UNIQUE = 2067
+_SQLITE_CONSTRAINT_FOREIGNKEY = 787
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+
+class DatabaseConnectionLostError(DatabaseTimeoutError):
+    """The connection broke while in use (server restarted, network dropped).
+
+    The pool has already discarded its stale connections, so a retry gets a fresh one.
+    A ``DatabaseTimeoutError`` so that handlers mapping it to "503, try again" (as
+    Letta's do) cover it too.
+    """
+
+
+class PoolTimeoutError(DatabaseTimeoutError, sqlalchemy.exc.TimeoutError):
+    """No connection could be checked out of the pool within ``pool.timeout`` seconds.
+
+    Also a ``sqlalchemy.exc.TimeoutError``, so code written against plain SQLAlchemy
+    keeps catching it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        original_exception: BaseException | None = None,
+        *,
+        size: int = 0,
+        max_overflow: int = 0,
+        timeout: float = 0.0,
+    ) -> None:
+        super().__init__(message, original_exception)
+        self.size = size
+        self.max_overflow = max_overflow
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def sqlstate_of(exc: BaseException | None) -> str | None:
+    """The SQLSTATE of a PostgreSQL driver error (psycopg, asyncpg, pg8000), if any."""
+    if exc is None:
+        return None
+    for attr in ("sqlstate", "pgcode"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    # pg8000: args[0] is the server's error fields, "C" the code.
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], dict):
+        code = args[0].get("C")
+        if isinstance(code, str):
+            return code
+    # SQLAlchemy's asyncpg adapter keeps the driver's error as ``__cause__``.
+    cause = exc.__cause__
+    if cause is not None and cause is not exc:
+        return sqlstate_of(cause)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _classify_sqlite(exc: BaseException) -> tuple[type[Exception], str] | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = str(exc)
+    if code in (_SQLITE_CONSTRAINT_UNIQUE, _SQLITE_CONSTRAINT_PRIMARYKEY) or text.startswith(
+        "UNIQUE constraint failed"
+    ):
+        return UniqueConstraintViolationError, "unique constraint violated"
+    if code == _SQLITE_CONSTRAINT_FOREIGNKEY or text.startswith("FOREIGN KEY constraint failed"):
+        return ForeignKeyConstraintViolationError, "foreign key constraint violated"
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or text.startswith("database is locked"):
+        return DatabaseLockNotAvailableError, "database is locked (busy timeout exceeded)"
+    return None
+
+
+def classify(exc: BaseException) -> tuple[type[Exception], str] | None:
+    """The Letta class and a short reason for a driver error, or ``None``."""
+    state = sqlstate_of(exc)
+    if state is not None:
+        return _BY_SQLSTATE.get(state)
+    module = type(exc).__module__
+    if module.startswith(("sqlite3", "aiosqlite")) or hasattr(exc, "sqlite_errorcode"):
+        return _classify_sqlite(exc)
+    return None
+
+
+def translate_error(context: ExceptionContext) -> BaseException | None:
+    """``handle_error`` listener: the translated exception, or ``None`` to keep SQLAlchemy's."""
+    if context.is_pre_ping:
+        return None  # pre-ping failures are SQLAlchemy's business: it reconnects.
+    driver_exc = context.original_exception
+    original: BaseException = context.sqlalchemy_exception or driver_exc
+    found = classify(driver_exc)
+    if found is not None:
+        cls, reason = found
+        return cls(f"{reason}: {_first_line(driver_exc)}", original)
+    if context.is_disconnect and context.connection is not None:
+        return DatabaseConnectionLostError(
+            "connection to the database was lost (server restarted or network dropped); "
+            f"the pool discarded its stale connections, retry: {_first_line(driver_exc)}",
+            original,
+        )
+    return None
+
+
+# ------------------------------------------------------------------ pool timeouts
+
+
+def pool_timeout_message(pool: Any, timeout: float) -> str:
+    size = pool.size()
+    overflow = getattr(pool, "_max_overflow", 0)
+    total = size + max(overflow, 0)
+    return (
+        f"timed out after {timeout:g} s waiting for a pooled connection: all {total} in use "
+        f"(pool.size={size}, pool.max_overflow={overflow}, pool.timeout={timeout:g}); "
+        "raise them with LETTA_PG_POOL_SIZE, LETTA_PG_MAX_OVERFLOW, LETTA_PG_POOL_TIMEOUT "
+        "(or pool.size, pool.max_overflow, pool.timeout in the profile), "
+        "or hold connections for less time"
+    )
+
+
+def _pool_timeout(pool: Any, exc: sqlalchemy.exc.TimeoutError) -> PoolTimeoutError:
+    timeout = float(pool.timeout())
+    return PoolTimeoutError(
+        pool_timeout_message(pool, timeout),
+        exc,
+        size=pool.size(),
+        max_overflow=getattr(pool, "_max_overflow", 0),
+        timeout=timeout,
+    )
+
+
+class TranslatingQueuePool(QueuePool):
+    """``QueuePool`` whose checkout timeout raises :class:`PoolTimeoutError`."""
+
+    def _do_get(self) -> Any:
+        try:
+            return super()._do_get()
+        except sqlalchemy.exc.TimeoutError as exc:
+            if isinstance(exc, PoolTimeoutError):
+                raise
+            raise _pool_timeout(self, exc) from exc
+
+
+class TranslatingAsyncQueuePool(AsyncAdaptedQueuePool):
+    """``AsyncAdaptedQueuePool`` whose checkout timeout raises :class:`PoolTimeoutError`."""
+
+    def _do_get(self) -> Any:
+        try:
+            return super()._do_get()
+        except sqlalchemy.exc.TimeoutError as exc:
+            if isinstance(exc, PoolTimeoutError):
+                raise
+            raise _pool_timeout(self, exc) from exc
