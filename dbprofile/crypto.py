@@ -127,11 +127,11 @@ def _lib() -> _Lib:
         return _lib_cache[0]
     # Lazy on purpose: `import dbprofile.crypto` must stay cheap.
     try:
-        from cryptography.exceptions import InvalidTag  # noqa: PLC0415
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-        from cryptography.hazmat.primitives.hashes import SHA256  # noqa: PLC0415
-        from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC  # noqa: PLC0415
-        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # noqa: PLC0415
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.hashes import SHA256
+        from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
     except ImportError:  # pragma: no cover - exercised only without the extra installed
         raise DriverMissingError("cryptography", "crypto", "encrypted values") from None
     lib = _Lib(
@@ -250,7 +250,9 @@ def _parse(token: str, key_path: str) -> tuple[str, bytes]:
         raise DecryptionError(
             key_path, f"unknown encrypted-value version{shown}; this dbprofile reads {VERSION}"
         )
-    if len(parts) != 4:
+    if len(parts) < 4:
+        raise DecryptionError(key_path, "truncated or damaged encrypted value")
+    if len(parts) > 4:
         raise DecryptionError(key_path, "damaged encrypted value (wrong number of fields)")
     kid, payload = parts[2], parts[3]
     if not _KEY_ID_RE.fullmatch(kid):

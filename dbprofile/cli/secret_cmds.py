@@ -1,11 +1,414 @@
-"""Commands: keygen, encrypt, decrypt, rotate-key, encrypt-column."""
+"""Commands: keygen, encrypt, decrypt, rotate-key, encrypt-column.
+
+Secrets never reach stdout or stderr except where the operator asks for exactly that
+(``keygen`` prints a new key, ``decrypt`` a plaintext, ``encrypt --path`` a ciphertext).
+Messages name keys, variables, files and key ids, never values.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
-from dbprofile.cli.common import Context
+from dbprofile.cli.common import Context, add_profile_options, add_subparser, compile_from_args
+from dbprofile.errors import (
+    ConnectionCheckError,
+    DecryptionError,
+    Problem,
+    ProblemsFound,
+    SecretError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from dbprofile.editing import ProfileDocument
+
+KEY_ENV = "LETTA_ENCRYPTION_KEY"
+
+_KEY_HELP = """\
+The key comes from --key-env VAR (default LETTA_ENCRYPTION_KEY) or --key-file PATH:
+any string (UTF-8); `dbprofile keygen` makes a good one. Keep it out of profiles."""
 
 
 def register(sub: Any, ctx: Context) -> None:
     """Add this module's subcommands to the parser."""
+    p = add_subparser(
+        sub,
+        ctx,
+        "keygen",
+        summary="print a new random encryption key",
+        description="""\
+Print a new random key (32 bytes from the operating system, URL-safe base64) for
+LETTA_ENCRYPTION_KEY. Store it in your secret manager, not in a profile.
+
+examples:
+  dbprofile keygen
+  export LETTA_ENCRYPTION_KEY="$(dbprofile keygen)\"""",
+    )
+    p.set_defaults(handler=cmd_keygen)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "encrypt",
+        summary="encrypt a secret in a profile file, or a value from stdin",
+        description=f"""\
+Encrypt a secret as an enc:v1: value (AES-256-GCM; the key path is bound to it, so
+the value only opens at that key).
+
+  --in-place FILE KEY.PATH   encrypt the literal at KEY.PATH in FILE and write the
+                             file back (comments, order and layout kept; atomic)
+  --path KEY.PATH            read the value on stdin (one trailing newline dropped)
+                             and print the encrypted string
+
+A value that is already encrypted, or a reference ({{env = ...}}, {{file = ...}}), is
+refused. {_KEY_HELP}
+
+examples:
+  dbprofile encrypt --in-place profiles/prod.yaml database.password
+  printf %s "$PGPASSWORD" | dbprofile encrypt --path database.password""",
+    )
+    p.add_argument("--in-place", action="store_true", help="edit FILE in place")
+    p.add_argument(
+        "--path", metavar="KEY.PATH", help="key path the stdin value is for (prints the value)"
+    )
+    p.add_argument("file", nargs="?", metavar="FILE", help="profile file (with --in-place)")
+    p.add_argument("key_path", nargs="?", metavar="KEY.PATH", help="e.g. database.password")
+    _add_key_options(p)
+    p.set_defaults(handler=cmd_encrypt)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "decrypt",
+        summary="print the plaintext of an encrypted value",
+        description=f"""\
+Print the plaintext of the enc:v1: value at KEY.PATH in FILE (or, with --path, of
+the value read on stdin). Meant for operators; the plaintext goes to stdout.
+{_KEY_HELP}
+
+examples:
+  dbprofile decrypt profiles/prod.yaml database.password
+  echo "enc:v1:…" | dbprofile decrypt --path database.password""",
+    )
+    p.add_argument("--path", metavar="KEY.PATH", help="decrypt the value on stdin, for KEY.PATH")
+    p.add_argument("file", nargs="?", metavar="FILE", help="profile file")
+    p.add_argument("key_path", nargs="?", metavar="KEY.PATH", help="e.g. database.password")
+    _add_key_options(p)
+    p.set_defaults(handler=cmd_decrypt)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "rotate-key",
+        summary="re-encrypt every encrypted value in profile files with a new key",
+        description=f"""\
+Re-encrypt every enc:v1: value in the FILEs from the current key to the key in the
+environment variable VAR. Every value is opened and re-encrypted before anything is
+written; any problem leaves all files untouched. Files are then replaced atomically:
+a kill leaves each file wholly old or wholly new, and running the same command again
+finishes the rotation (values already under the new key are verified and kept).
+{_KEY_HELP}
+
+examples:
+  export NEW_KEY="$(dbprofile keygen)"   # LETTA_ENCRYPTION_KEY holds the current key
+  dbprofile rotate-key --new-key-env NEW_KEY profiles/*.yaml profiles/*.toml""",
+    )
+    p.add_argument(
+        "--new-key-env",
+        metavar="VAR",
+        required=True,
+        help="environment variable holding the new key",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="profile files to rotate")
+    _add_key_options(p)
+    p.set_defaults(handler=cmd_rotate_key)
+
+    p = add_subparser(
+        sub,
+        ctx,
+        "encrypt-column",
+        summary="encrypt a table column in Letta's format (resumable backfill)",
+        description="""\
+Encrypt SOURCE_COLUMN into TARGET_COLUMN of TABLE, in Letta's ciphertext format, for
+every row whose target is empty or holds legacy plaintext. Rows are read in primary-key
+order (keyset pagination, no OFFSET: no row is skipped), each batch committed on its
+own; a killed run can simply be run again, and a re-run changes nothing. Rows whose
+target looks encrypted but does not open with the key are reported and left alone
+(exit 1). SOURCE and TARGET may be the same column (encrypt in place).
+
+The database and the key come from the profile (encryption.key, normally
+{env = "LETTA_ENCRYPTION_KEY"}); a progress bar goes to stderr.
+
+examples:
+  dbprofile encrypt-column --profile prod providers api_key api_key_enc --dry-run
+  dbprofile encrypt-column --profile prod providers api_key api_key_enc --batch 1000""",
+    )
+    add_profile_options(p)
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("source", metavar="SOURCE_COLUMN")
+    p.add_argument("target", metavar="TARGET_COLUMN")
+    p.add_argument("--schema", metavar="SCHEMA", help="database schema holding TABLE")
+    p.add_argument(
+        "--batch", type=int, default=500, metavar="N", help="rows per transaction (default 500)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would change; write nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(handler=cmd_encrypt_column)
+
+
+def _add_key_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--key-env",
+        metavar="VAR",
+        default=KEY_ENV,
+        help="environment variable holding the key (default: LETTA_ENCRYPTION_KEY)",
+    )
+    group.add_argument("--key-file", metavar="PATH", help="file holding the key")
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _resolve_key(args: argparse.Namespace, ctx: Context, *, label: str = "encryption key") -> str:
+    from dbprofile.runtime.secrets import resolve_secret
+    from dbprofile.spec import Secret
+
+    if args.key_file:
+        secret = Secret("file", args.key_file, "encryption.key")
+    else:
+        secret = Secret("env", args.key_env, "encryption.key")
+    key = resolve_secret(secret, ctx.environ)
+    if key in ("", "None"):
+        raise SecretError("encryption.key", f"the {label} ({secret.describe()}) is empty")
+    return key
+
+
+def _read_stdin(ctx: Context, what: str) -> str:
+    stream: IO[Any] = getattr(ctx, "stdin", None) or sys.stdin
+    raw: Any = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SecretError("", f"the {what} on standard input is not UTF-8 text") from None
+    else:
+        text = raw
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    if text == "":
+        raise UsageError(f"no {what} on standard input")
+    return text
+
+
+def _load(path: str) -> ProfileDocument:
+    from dbprofile.editing import load_document
+
+    return load_document(path)
+
+
+def _string_at(doc: ProfileDocument, key_path: str) -> str:
+    value = doc.get(key_path)
+    if isinstance(value, Mapping):
+        kinds = "/".join(str(k) for k in value) or "table"
+        raise doc.problem(key_path, f"holds a reference ({kinds}), not a literal value")
+    if not isinstance(value, str):
+        raise doc.problem(key_path, "is not a string")
+    return str(value)
+
+
+def _mode(args: argparse.Namespace, command: str) -> tuple[str | None, str]:
+    """(file or None for stdin mode, key path) from the two forms of a command."""
+    if args.path is not None:
+        if args.file is not None or getattr(args, "in_place", False):
+            raise UsageError(f"{command}: --path reads stdin; it takes no FILE or --in-place")
+        return None, args.path
+    if args.file is None or args.key_path is None:
+        raise UsageError(
+            f"{command}: give FILE KEY.PATH, or --path KEY.PATH with the value on stdin"
+        )
+    return args.file, args.key_path
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile.crypto import generate_key
+
+    ctx.out(generate_key())
+    return 0
+
+
+def cmd_encrypt(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile import crypto
+    from dbprofile.editing import write_files
+
+    file, key_path = _mode(args, "encrypt")
+    if file is not None and not args.in_place:
+        raise UsageError("encrypt FILE KEY.PATH rewrites FILE: say so with --in-place")
+    if file is None:
+        value = _read_stdin(ctx, "value")
+        key = _resolve_key(args, ctx)
+        ctx.out(crypto.seal_value(value, key=key, key_path=key_path))
+        return 0
+    doc = _load(file)
+    value = _string_at(doc, key_path)
+    if crypto.is_encrypted(value):
+        raise doc.problem(key_path, "is already encrypted; refusing to encrypt it again")
+    key = _resolve_key(args, ctx)
+    doc.set(key_path, crypto.seal_value(value, key=key, key_path=key_path))
+    write_files({doc.path: doc.render()})
+    ctx.err(f"encrypted {key_path} in {file} with key {crypto.key_id(key)}")
+    return 0
+
+
+def cmd_decrypt(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile import crypto
+
+    file, key_path = _mode(args, "decrypt")
+    if file is None:
+        token = _read_stdin(ctx, "encrypted value")
+        key = _resolve_key(args, ctx)
+        ctx.out(crypto.open_value(token, key=key, key_path=key_path))
+        return 0
+    doc = _load(file)
+    token = _string_at(doc, key_path)
+    if not crypto.is_encrypted(token):
+        raise doc.problem(key_path, "is not an encrypted value")
+    key = _resolve_key(args, ctx)
+    try:
+        ctx.out(crypto.open_value(token, key=key, key_path=key_path))
+    except DecryptionError as exc:
+        raise doc.problem(key_path, exc.detail) from None
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile import crypto
+    from dbprofile.editing import write_files
+
+    old_key = _resolve_key(args, ctx, label="current key")
+    new_key = ctx.environ.get(args.new_key_env)
+    if new_key is None:
+        raise SecretError("", f"environment variable {args.new_key_env} (the new key) is not set")
+    if new_key in ("", "None"):
+        raise SecretError("", f"environment variable {args.new_key_env} (the new key) is empty")
+    if new_key == old_key:
+        raise SecretError("", f"the new key ({args.new_key_env}) is the same as the current key")
+    old_id, new_id = crypto.key_id(old_key), crypto.key_id(new_key)
+    if old_id == new_id:  # pragma: no cover - a 32-bit collision between two keys
+        raise SecretError("", f"the new key has the same key id {new_id}; run keygen again")
+
+    docs = [_load(path) for path in dict.fromkeys(args.files)]
+    problems: list[Problem] = []
+    texts: dict[Path, str] = {}
+    rotated = kept = 0
+    for doc in docs:
+        changed = False
+        for key_path, value in list(doc.strings()):
+            if not crypto.is_encrypted(value):
+                continue
+            try:
+                if crypto.token_key_id(value, key_path=key_path) == new_id:
+                    crypto.open_value(value, key=new_key, key_path=key_path)
+                    kept += 1
+                    continue
+                plaintext = crypto.open_value(value, key=old_key, key_path=key_path)
+                doc.set(key_path, crypto.seal_value(plaintext, key=new_key, key_path=key_path))
+            except DecryptionError as exc:
+                problems.extend(doc.problem(key_path, exc.detail).problems)
+                continue
+            rotated += 1
+            changed = True
+        if changed:
+            texts[doc.path] = doc.render()
+    if problems:
+        raise ProblemsFound(problems)
+    if texts:
+        write_files(texts)
+    note = f"; {kept} already under the new key" if kept else ""
+    ctx.err(
+        f"rotated {rotated} encrypted values in {len(texts)} of {len(docs)} files "
+        f"from key {old_id} to key {new_id}{note}"
+    )
+    return 0
+
+
+class _Progress:
+    """A progress bar on stderr (a redrawn line on a terminal, a few lines otherwise)."""
+
+    def __init__(self, stream: IO[str], *, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.next_percent = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        percent = 100 if total <= 0 else min(100, done * 100 // total)
+        if self.tty:
+            filled = percent * 30 // 100
+            bar = "#" * filled + "." * (30 - filled)
+            self.stream.write(f"\r[{bar}] {done}/{total} rows {percent:3d}%")
+            if done >= total:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif percent >= self.next_percent:
+            self.stream.write(f"progress: {done}/{total} rows ({percent}%)\n")
+            self.next_percent = percent - percent % 10 + 10
+
+
+def cmd_encrypt_column(args: argparse.Namespace, ctx: Context) -> int:
+    import sqlalchemy as sa
+
+    from dbprofile.runtime.encrypted import encrypt_column
+    from dbprofile.runtime.engines import create_engine
+    from dbprofile.runtime.secrets import resolve_encryption_key
+
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {args.batch}")
+    spec = compile_from_args(args, ctx)
+    key = resolve_encryption_key(spec, ctx.environ)
+    if key is None or key in ("", "None"):
+        raise SecretError(
+            "encryption.key",
+            "no encryption key configured (set LETTA_ENCRYPTION_KEY, or encryption.key "
+            "in the profile)",
+        )
+    engine = create_engine(spec, environ=ctx.environ)
+    try:
+        result = encrypt_column(
+            engine,
+            args.table,
+            args.source,
+            args.target,
+            key=key,
+            batch=args.batch,
+            dry_run=args.dry_run,
+            schema=args.schema,
+            progress=_Progress(ctx.stderr, enabled=not args.no_progress),
+        )
+    except sa.exc.SQLAlchemyError as exc:
+        if ctx.traceback:
+            raise
+        raise ConnectionCheckError("database", f"encrypt-column: {_one_line(exc)}") from None
+    finally:
+        engine.dispose()
+    ctx.out(result.summary())
+    return 1 if result.unreadable else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """A database error in one line, without SQL parameters (they hold ciphertext)."""
+    orig = getattr(exc, "orig", None)
+    source = orig if isinstance(orig, BaseException) else exc
+    first = (str(source).strip().splitlines() or [""])[0]
+    return f"{type(source).__name__}: {first}" if first else type(source).__name__
