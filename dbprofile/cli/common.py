@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -117,6 +116,8 @@ def compile_from_args(args: argparse.Namespace, ctx: Context) -> EngineSpec:
 
 def write_output(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temp file in the same directory, then rename)."""
+    import tempfile
+
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"--output {path}: is a directory")
