@@ -68,6 +68,7 @@ __all__ = [
     "PoolMonitor",
     "PoolSnapshot",
     "attach_monitoring",
+    "pool_mode_of",
 ]
 
 logger = logging.getLogger("dbprofile.pool")
@@ -141,6 +142,15 @@ def _pool_counts(pool: Pool) -> tuple[int, int, int, int] | None:
     # QueuePool's overflow() starts at -size and counts up; only the positive part is
     # connections beyond the pool's size.
     return int(size()), int(checkedout()), int(checkedin()), max(0, int(over))
+
+
+def pool_mode_of(pool: Pool) -> str:
+    """The ``pool_mode`` label: the SQLAlchemy pool class the pool is or derives from
+    (dbprofile's ``TranslatingQueuePool`` reads ``QueuePool``)."""
+    for cls in type(pool).__mro__:
+        if cls.__module__.startswith("sqlalchemy.pool"):
+            return cls.__name__
+    return type(pool).__name__
 
 
 # ----------------------------------------------------------------- Prometheus side
@@ -284,7 +294,7 @@ class PoolMonitor:
     ) -> None:
         self._engine_ref = weakref.ref(engine)
         self._pool: Pool = engine.pool
-        self.pool_mode: str = type(engine.pool).__name__
+        self.pool_mode: str = pool_mode_of(engine.pool)
         self.interval = interval
         self._lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(POOL_EVENTS, 0)

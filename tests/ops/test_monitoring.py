@@ -14,9 +14,17 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.pool import NullPool, QueuePool
 
+import dbprofile
 from dbprofile.runtime import monitoring
 from dbprofile.runtime.monitoring import PoolMonitor, attach_monitoring
-from dbprofile.spec import EngineSpec, MonitoringSpec, SqliteSpec
+from dbprofile.spec import (
+    DatabaseSpec,
+    EngineSpec,
+    MonitoringSpec,
+    PoolSpec,
+    Secret,
+    SqliteSpec,
+)
 from tests.ops.metrics import engines_in, scrape, value
 
 LABELS = {"engine": "app", "pool_mode": "QueuePool"}
@@ -48,11 +56,30 @@ def gauges(registry: CollectorRegistry, **labels: str) -> dict[str, float | None
 # ------------------------------------------------------------------ real PostgreSQL
 
 
+def pg_spec(pg: Any, database: str, *, pre_ping: bool = True, size: int = 5) -> EngineSpec:
+    """A spec as the compiler makes it: password by reference, pool on, monitoring on."""
+    return EngineSpec(
+        engine="postgresql",
+        url=f"postgresql+psycopg://{pg.user}:***@{pg.host}:{pg.port}/{database}",
+        profile="app",
+        database=DatabaseSpec(
+            name=database,
+            user=pg.user,
+            host=pg.host,
+            port=pg.port,
+            password=Secret("env", "TEST_PG_PASSWORD", "database.password"),
+        ),
+        pool=PoolSpec(enabled=True, size=size, max_overflow=3, timeout=5, pre_ping=pre_ping),
+        monitoring=MonitoringSpec(enabled=True, interval=30),
+    )
+
+
 @pytest.fixture
-def pg_engine(pg: Any) -> Iterator[sa.Engine]:
+def pg_engine(pg: Any, registry: CollectorRegistry) -> Iterator[sa.Engine]:
+    """``dbprofile.create_engine`` (QueuePool 5 + 3, monitored as engine="app")."""
     pg.create_database("monitoring")
-    engine = sa.create_engine(
-        pg.url("monitoring"), poolclass=QueuePool, pool_size=5, max_overflow=3, pool_timeout=5
+    engine = dbprofile.create_engine(
+        pg_spec(pg, "monitoring"), environ={"TEST_PG_PASSWORD": pg.password}, registry=registry
     )
     yield engine
     engine.dispose()
@@ -62,7 +89,6 @@ def pg_engine(pg: Any) -> Iterator[sa.Engine]:
 def test_gauges_equal_the_pools_own_counts_after_1_7_and_0_checkouts(
     pg_engine: sa.Engine, registry: CollectorRegistry
 ) -> None:
-    monitor = attach_monitoring(pg_engine, name="app", registry=registry)
     pool = pg_engine.pool
     assert isinstance(pool, QueuePool)
 
@@ -114,15 +140,12 @@ def test_gauges_equal_the_pools_own_counts_after_1_7_and_0_checkouts(
             "overflow": 0,
         }
     )
-    snap = monitor.snapshot()
-    assert (snap.size, snap.checked_out, snap.idle, snap.overflow) == (5, 0, 5, 0)
 
 
 @pytest.mark.postgres
 def test_histogram_counts_equal_checkins_and_checkouts(
     pg_engine: sa.Engine, registry: CollectorRegistry
 ) -> None:
-    attach_monitoring(pg_engine, name="app", registry=registry)
     for _ in range(20):
         with pg_engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -147,11 +170,12 @@ def test_a_server_restart_shows_as_invalidations_with_the_exception_type(
     pg: Any, registry: CollectorRegistry, pre_ping: bool
 ) -> None:
     pg.create_database("restart")
-    engine = sa.create_engine(
-        pg.url("restart"), poolclass=QueuePool, pool_size=3, max_overflow=0, pool_pre_ping=pre_ping
+    engine = dbprofile.create_engine(
+        pg_spec(pg, "restart", pre_ping=pre_ping, size=3),
+        environ={"TEST_PG_PASSWORD": pg.password},
+        registry=registry,
     )
     try:
-        attach_monitoring(engine, name="app", registry=registry)
         conns = [engine.connect() for _ in range(3)]
         for conn in conns:
             conn.execute(sa.text("SELECT 1"))
@@ -163,7 +187,8 @@ def test_a_server_restart_shows_as_invalidations_with_the_exception_type(
         if not pre_ping:
             # Without pre-ping the first statement on a dead connection fails (and
             # invalidates the pool); with it, pre-ping finds out and reconnects.
-            with pytest.raises(sa.exc.OperationalError), engine.connect() as conn:
+            # dbprofile's engines raise DatabaseConnectionLostError for it.
+            with pytest.raises(dbprofile.DatabaseTimeoutError), engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
         for _ in range(3):
             with engine.connect() as conn:
@@ -383,3 +408,47 @@ def test_without_prometheus_client_monitoring_logs_and_warns_once(
     for e in engines:
         e.dispose()
     assert all(not m.thread.is_alive() for m in monitors)
+
+
+@pytest.mark.postgres
+def test_an_async_engine_is_monitored_through_its_sync_pool(
+    pg: Any, registry: CollectorRegistry
+) -> None:
+    import asyncio
+
+    pg.create_database("monitoring_async")
+    engine = dbprofile.create_async_engine(
+        pg_spec(pg, "monitoring_async"),
+        environ={"TEST_PG_PASSWORD": pg.password},
+        registry=registry,
+        name="worker",
+    )
+    labels = {"engine": "worker", "pool_mode": "AsyncAdaptedQueuePool"}
+
+    async def run() -> dict[str, float | None]:
+        async with engine.connect() as a, engine.connect() as b:
+            await a.execute(sa.text("SELECT 1"))
+            await b.execute(sa.text("SELECT 1"))
+            seen = gauges(registry, **labels)
+        await engine.dispose()
+        return seen
+
+    assert asyncio.run(run()) == {"size": 5, "checked_out": 2, "idle": 0, "overflow": 0}
+    assert engines_in(scrape(registry)) == set()  # disposed
+
+
+def test_monitoring_disabled_in_the_spec_registers_nothing(
+    sqlite_url: str, registry: CollectorRegistry
+) -> None:
+    spec = EngineSpec(
+        engine="sqlite",
+        url=sqlite_url,
+        sqlite=SqliteSpec(sqlite_url.removeprefix("sqlite:///")),
+        pool=PoolSpec(enabled=True, size=2),
+        monitoring=MonitoringSpec(enabled=False),
+    )
+    engine = dbprofile.create_engine(spec, registry=registry)
+    with engine.connect():
+        pass
+    assert engines_in(scrape(registry)) == set()
+    engine.dispose()
