@@ -82,15 +82,15 @@ def profile_names(profiles_dir: Path) -> list[str]:
     return sorted({p.stem for p in profiles_dir.iterdir() if p.suffix in EXTENSIONS})
 
 
-def find_profile(name: str, profiles_dir: str | Path, *, needed_by: str | None = None) -> Path:
+def find_profile(name: str, profiles_dir: str | Path) -> Path:
     """The one file for profile ``name``; a clear problem when there are none or two."""
     base = Path(profiles_dir)
-    where = f"profile {needed_by}" if needed_by else f"profile {name}"
+    where = f"{base}/"
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ProblemsFound([Problem(where, message=f"not a profile name: {name!r}")])
     if not base.is_dir():
         raise ProblemsFound(
-            [Problem(str(base), message="profiles directory not found (use --profiles-dir)")]
+            [Problem(where, message="profiles directory not found (use --profiles-dir)")]
         )
     found = [base / f"{name}{ext}" for ext in EXTENSIONS if (base / f"{name}{ext}").exists()]
     if len(found) > 1:
@@ -100,12 +100,11 @@ def find_profile(name: str, profiles_dir: str | Path, *, needed_by: str | None =
         )
     if not found:
         names = profile_names(base)
-        what = f"parent profile '{name}'" if needed_by else f"profile '{name}'"
-        msg = f"{what} not found in {base}/"
+        msg = f"no profile '{name}'"
         close = difflib.get_close_matches(name, names, n=1)
         if close:
             msg += f"; did you mean '{close[0]}'?"
-        msg += f" (available: {', '.join(names)})" if names else " (no profiles there)"
+        msg += f" (available: {', '.join(names)})" if names else " (the directory holds none)"
         raise ProblemsFound([Problem(where, message=msg)])
     return found[0]
 

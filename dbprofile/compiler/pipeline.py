@@ -42,19 +42,30 @@ def load_chain(name: str, profiles_dir: str | Path) -> list[Layer]:
     problems: list[Problem] = []
     done: set[str] = set()
 
-    def visit(current: str, stack: tuple[str, ...]) -> None:
+    def visit(current: str, stack: tuple[str, ...], child: Layer | None) -> None:
         if current in stack:
             cycle = " -> ".join((*stack[stack.index(current) :], current))
-            problems.append(Problem(f"profile {stack[0]}", message=f"extends cycle: {cycle}"))
+            file, line, _ = child.locate(("extends",)) if child else (f"profile {current}", 0, 0)
+            problems.append(Problem(file, line, key="extends", message=f"cycle: {cycle}"))
             return
         if current in done:
             return
+        done.add(current)
         try:
-            path = find_profile(current, profiles_dir, needed_by=stack[-1] if stack else None)
+            path = find_profile(current, profiles_dir)
+        except ProblemsFound as exc:
+            if child is None:
+                problems.extend(exc.problems)
+            else:  # a missing parent is reported where the child names it
+                file, line, _ = child.locate(("extends",))
+                problems.extend(
+                    Problem(file, line, key="extends", message=p.message) for p in exc.problems
+                )
+            return
+        try:
             layer = load_layer(path, profile=current)
         except ProblemsFound as exc:
             problems.extend(exc.problems)
-            done.add(current)
             return
         parents = layer.tree.get("extends", [])
         if isinstance(parents, str):
@@ -68,11 +79,10 @@ def load_chain(name: str, profiles_dir: str | Path) -> list[Layer]:
             )
             parents = []
         for parent in parents:
-            visit(parent, (*stack, current))
-        done.add(current)
+            visit(parent, (*stack, current), layer)
         out.append(layer)
 
-    visit(name, ())
+    visit(name, (), None)
     if problems:
         raise ProblemsFound(problems)
     return out
@@ -131,11 +141,11 @@ def compile_layers(
     if not problems:
         problems.extend(merged_problems(merged))
     if problems:
-        raise ProblemsFound(problems)
+        raise ProblemsFound(problems + warnings)  # warnings still help when it fails
     spec, compile_problems, compile_warnings = compile_spec(merged, profile)
     warnings.extend(compile_warnings)
     if compile_problems or spec is None:
-        raise ProblemsFound(compile_problems)
+        raise ProblemsFound(compile_problems + warnings)
     return Compiled(spec=spec, merged=merged, warnings=tuple(sorted(set(warnings))))
 
 
