@@ -94,6 +94,14 @@ def main(
         return 130
     except BrokenPipeError:
         return 1
+    except Exception as exc:  # a bug in dbprofile, not a user mistake
+        if ctx.traceback:
+            raise
+        ctx.err(
+            f"internal error: {type(exc).__name__} (a bug in dbprofile; rerun with "
+            "--traceback and report it)"
+        )
+        return 1
 
 
 def run() -> NoReturn:
