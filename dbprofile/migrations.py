@@ -47,8 +47,11 @@ import sqlalchemy
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
+from dbprofile.errors import SpecError
+from dbprofile.runtime.engines import engine_arguments
 from dbprofile.runtime.secrets import resolve_password
-from dbprofile.spec import EngineSpec, url_parts
+from dbprofile.runtime.urls import postgres_url, sqlite_url
+from dbprofile.spec import EngineSpec
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -72,30 +75,28 @@ ENVIRON_ATTRIBUTE = "dbprofile.environ"
 def migration_url(
     spec: EngineSpec, *, environ: Mapping[str, str] | None = None, resolve: bool = True
 ) -> URL:
-    """The engine URL for ``spec`` with the password resolved (``resolve=False``: without
-    one, enough for ``--sql`` offline mode). ``str()`` of it masks the password."""
+    """The engine URL for ``spec`` (the runtime's own URL builders), with the password
+    resolved; ``resolve=False`` leaves it out, enough for ``--sql`` offline mode.
+    ``str()`` of the URL masks the password."""
     env = os.environ if environ is None else environ
-    if spec.engine == "sqlite" or spec.database is None:
-        path = spec.sqlite.path if spec.sqlite is not None else ""
-        if path and path != ":memory:":
-            path = str(Path(path).expanduser())
-        return URL.create("sqlite", database=path or None)
-    password = resolve_password(spec, env) if resolve else None
-    return URL.create(**url_parts(spec.database), password=password)
+    if spec.engine == "sqlite":
+        if spec.sqlite is None:
+            raise SpecError("sqlite", "engine is sqlite but the spec has no sqlite.path")
+        path = spec.sqlite.path
+        return sqlite_url(str(Path(path).expanduser()) if path != ":memory:" else path)
+    if spec.database is None:
+        raise SpecError("database", "engine is postgresql but the spec has no database")
+    return postgres_url(spec.database, resolve_password(spec, env) if resolve else None)
 
 
 def migration_engine(spec: EngineSpec, *, environ: Mapping[str, str] | None = None) -> Engine:
-    """A ``NullPool`` engine for migrations (no monitoring, no pool to leave behind)."""
-    url = migration_url(spec, environ=environ)
-    connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "sqlite":
-        if url.database:
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    elif spec.database is not None and spec.database.pgbouncer:
-        # pgbouncer in transaction mode: psycopg's server-side prepared statements break.
-        connect_args["prepare_threshold"] = None
+    """A ``NullPool`` engine for migrations: the runtime's URL and driver arguments
+    (``connect_timeout``, pgbouncer's ``prepare_threshold=None``), but none of its hooks —
+    no monitoring, no error translation, and no ``PRAGMA foreign_keys=ON`` on SQLite,
+    under which the table rebuilds of alembic's batch mode would cascade deletes."""
+    url, kwargs = engine_arguments(spec, environ=os.environ if environ is None else environ)
     return sqlalchemy.create_engine(
-        url, poolclass=NullPool, echo=spec.echo, connect_args=connect_args
+        url, poolclass=NullPool, echo=spec.echo, connect_args=kwargs.get("connect_args", {})
     )
 
 

@@ -172,23 +172,36 @@ def _describe_failure(exc: BaseException, spec: Any) -> str:
 def _connection_hint(text: str, spec: Any) -> str:
     lowered = text.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return "; check database.password (LETTA_PG_PASSWORD) and database.user for this profile"
-    if "connection refused" in lowered or "could not connect" in lowered:
-        return "; is PostgreSQL running and listening there (database.host, database.port)?"
+        return "; check database.password (LETTA_PG_PASSWORD) and database.user (LETTA_PG_USER)"
+    if "connection refused" in lowered or "could not translate host name" in lowered:
+        return "; check database.host and database.port (LETTA_PG_HOST, LETTA_PG_PORT)"
     if "does not exist" in lowered and "database" in lowered:
-        return "; create the database first (createdb), or fix database.name"
+        return "; create the database first (createdb), or fix database.name (LETTA_PG_DB)"
+    if "timeout expired" in lowered:
+        return "; the server did not answer in time: check the network and database.host"
     return ""
 
 
+# Where a driver could ever quote a credential: libpq's conninfo and URLs.
+_CREDENTIAL_FORMS = (
+    re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE),
+    re.compile(r"(://[^:/@\s]*:)([^@\s]*)(?=@)"),
+)
+_MIN_LITERAL_SCRUB = 4  # shorter values would mask ordinary words, not secrets
+
+
 def _scrub(text: str, spec: Any, environ: dict[str, str]) -> str:
-    """Mask the resolved password should a driver message ever quote it."""
+    """Mask a credential should a driver message ever quote one (servers do not, but a
+    message must never be the place a password leaks)."""
+    for pattern in _CREDENTIAL_FORMS:
+        text = pattern.sub(lambda m: m.group(1) + "***", text)
     try:
         from dbprofile.runtime.secrets import resolve_password
 
         password = resolve_password(spec, environ)
     except Exception:  # an unresolvable secret cannot appear in the message either
         return text
-    if not password:
+    if not password or len(password) < _MIN_LITERAL_SCRUB:
         return text
     for form in {password, quote(password, safe=""), quote(password)}:
         text = text.replace(form, "***")

@@ -328,7 +328,9 @@ def test_a_wrong_password_is_one_line_naming_what_to_check(
 def test_nothing_listening_is_one_line_naming_host_and_port(project: Path) -> None:
     environ = {"LETTA_PG_PORT": str(free_port()), "LETTA_PG_PASSWORD": PASSWORD}
     code, _, err = migrate("--profile", "postgres", "upgrade", "head", environ=environ)
-    line = assert_one_line_error(code, err, "cannot connect to", "is PostgreSQL running")
+    line = assert_one_line_error(
+        code, err, "cannot connect to", "check database.host and database.port"
+    )
     assert "s3cr" not in err
     assert "Connection refused" in line or "connection refused" in line.lower()
 
@@ -374,3 +376,41 @@ def test_run_migrations_helper_builds_psycopg_urls_with_nullpool() -> None:
     assert PASSWORD not in repr(engine)
     engine.dispose()
     assert migration_url(spec, environ={}, resolve=False).password is None
+
+
+def test_the_migration_engine_leaves_sqlite_foreign_keys_off(tmp_path: Path) -> None:
+    # Batch mode rebuilds tables (DROP + rename); with foreign_keys=ON, dropping a parent
+    # table would cascade-delete its children's rows.
+    import sqlalchemy as sa
+
+    from dbprofile.migrations import migration_engine
+    from dbprofile.spec import EngineSpec, SqliteSpec
+
+    path = tmp_path / "sub" / "app.db"
+    spec = EngineSpec(engine="sqlite", url=f"sqlite:///{path}", sqlite=SqliteSpec(str(path)))
+    engine = migration_engine(spec, environ={})
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA foreign_keys")).scalar() == 0
+    engine.dispose()
+    assert path.parent.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("connection failed: password=hunter22 host=db", "connection failed: password=*** host=db"),
+        ("bad url postgresql://u:hunter22@db/x", "bad url postgresql://u:***@db/x"),
+        ("quoted password = 'a b c' end", "quoted password = *** end"),
+        ("the literal s3cr%t:/@#word leaked", "the literal *** leaked"),
+    ],
+)
+def test_failure_messages_are_scrubbed_of_credentials(message: str, expected: str) -> None:
+    from dbprofile.cli.ops_cmds import _scrub
+    from dbprofile.spec import DatabaseSpec, EngineSpec, Secret
+
+    spec = EngineSpec(
+        engine="postgresql",
+        url="x",
+        database=DatabaseSpec(name="a", user="u", host="h", password=Secret("env", "PW", "p")),
+    )
+    assert _scrub(message, spec, {"PW": PASSWORD}) == expected
