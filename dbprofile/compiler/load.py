@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,12 +119,20 @@ def read_text(path: Path) -> str:
     try:
         if path.is_dir():
             raise ProblemsFound([Problem(label, message="is a directory, not a profile file")])
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, /dev/zero never end
+            raise ProblemsFound([Problem(label, message="not a regular file")])
+        size = st.st_size
         if size > MAX_FILE_BYTES:
             raise ProblemsFound(
                 [Problem(label, message=f"file too large: {size} bytes (limit {MAX_FILE_BYTES})")]
             )
-        data = path.read_bytes()
+        with path.open("rb") as fh:  # the size can change after stat: read at most the limit
+            data = fh.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ProblemsFound(
+                [Problem(label, message=f"file too large: over {MAX_FILE_BYTES} bytes")]
+            )
     except OSError as exc:
         raise ProblemsFound(
             [Problem(label, message=f"cannot read: {exc.strerror or exc}")]

@@ -66,16 +66,12 @@ def mask_uri(uri: str) -> str:
     scheme, sep, rest = uri.partition("://")
     if not sep:
         return uri if "@" not in uri else "***"
-    netloc_end = len(rest)
-    for ch in "/?#":
-        idx = rest.find(ch)
-        if idx != -1:
-            netloc_end = min(netloc_end, idx)
-    netloc, tail = rest[:netloc_end], rest[netloc_end:]
-    userinfo, at, hostinfo = netloc.rpartition("@")
+    # The userinfo ends at the last '@', not at the first '/', '?' or '#': an unencoded
+    # one of those inside the password must not push the password out of the mask.
+    userinfo, at, tail = rest.rpartition("@")
     if at and ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":***"
-    return f"{scheme}://{userinfo}{at}{hostinfo}{tail}"
+    return f"{scheme}://{userinfo}{at}{tail}"
 
 
 def parse_uri(uri: str) -> UriParts:
@@ -160,8 +156,8 @@ def _split_hostport(hostinfo: str) -> tuple[str, int | None]:
     if not port_text:
         return host, None
     if not port_text.isdigit():
-        raise UriError(f"port must be a number, got '{port_text}'")
+        raise UriError("port must be a number from 1 to 65535")
     port = int(port_text)
     if not 1 <= port <= 65535:
-        raise UriError(f"port must be between 1 and 65535, got {port}")
+        raise UriError("port must be a number from 1 to 65535")
     return host, port

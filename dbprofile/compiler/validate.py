@@ -14,6 +14,7 @@ template table (``TEMPLATES``), never the library-style "0 is less than the mini
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -59,6 +60,7 @@ TEMPLATES: dict[str, str] = {
     "required": "missing key '{name}'",
     "additionalProperties": "unknown key '{name}'{hint}",
     "oneOf": "must be {expected}",
+    "finite": "must be a finite number",  # not a schema keyword: JSON cannot hold inf or nan
 }
 
 _TYPE_WORDS = {
@@ -186,6 +188,9 @@ def _check(
             what = _PATTERN_WORDS.get(pattern, f"matching {pattern}")
             yield SchemaError(path, "pattern", (("what", what),), value, secret)
     elif _is_type(value, "number"):
+        if not math.isfinite(value):  # TOML inf/nan, YAML .inf/.nan: JSON has no such number
+            yield SchemaError(path, "finite", (), value, secret)
+            return
         for keyword in ("minimum", "maximum", "exclusiveMinimum"):
             limit = schema.get(keyword)
             if limit is not None and not _within(keyword, value, limit):
