@@ -1,0 +1,215 @@
+"""``dbprofile check``: connect with the spec's engine, probe, and report — or say clearly why not.
+
+:func:`check_spec` returns a :class:`CheckReport` or raises
+:class:`~dbprofile.errors.ConnectionCheckError` whose ``kind`` is one of
+:data:`FAILURE_KINDS` and whose one-line message never holds the password.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import evolve, frozen
+
+from dbprofile.errors import ConnectionCheckError, DatabaseTimeoutError
+from dbprofile.spec import EngineSpec, MonitoringSpec, PoolSpec, render_url
+
+__all__ = ["FAILURE_KINDS", "CheckReport", "check_spec", "classify_failure", "describe_pool"]
+
+FAILURE_KINDS = (
+    "authentication failed",
+    "nothing listening",
+    "unknown host",
+    "database does not exist",
+    "TLS required",
+    "timeout",
+    "cannot open database",
+    "connection failed",
+)
+
+# (kind, pattern over the driver's message), first match wins.
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE))
+    for kind, pattern in (
+        ("TLS required", r"server does not support SSL, but SSL was required"),
+        ("TLS required", r"no pg_hba\.conf entry .*no encryption"),
+        ("TLS required", r"SSL (?:connection )?is required|requires SSL|SSL off"),
+        ("authentication failed", r"authentication failed|no password supplied"),
+        ("authentication failed", r'role ".*" does not exist'),
+        ("database does not exist", r'database ".*" does not exist'),
+        ("nothing listening", r"Connection refused|No such file or directory"),
+        (
+            "unknown host",
+            r"could not translate host name|Name or service not known|"
+            r"nodename nor servname|Temporary failure in name resolution",
+        ),
+        ("timeout", r"timeout expired|timed out"),
+        ("cannot open database", r"unable to open database file"),
+    )
+)
+_SQLSTATE_KINDS = {"28P01": "authentication failed", "3D000": "database does not exist"}
+
+
+@frozen
+class CheckReport:
+    """What a successful check found (all human-readable, no secret)."""
+
+    engine: str
+    url: str
+    server: str
+    pool: str
+    pgbouncer: bool
+    tls: str
+    connect_ms: float
+    latency_ms: float
+    probes: int
+    profile: str | None = None
+
+    def lines(self) -> list[str]:
+        out = [f"ok: connected to {self.server}"]
+        if self.profile:
+            out.append(f"profile:   {self.profile}")
+        out += [
+            f"engine:    {self.engine}  {self.url}",
+            f"pool:      {self.pool}",
+        ]
+        if self.engine == "postgresql":
+            out.append(f"pgbouncer: {'on' if self.pgbouncer else 'off'}")
+        out += [
+            f"tls:       {self.tls}",
+            f"connect:   {self.connect_ms:.1f} ms",
+            f"latency:   {self.latency_ms:.2f} ms (median round trip of {self.probes} x SELECT 1)",
+        ]
+        return out
+
+
+def describe_pool(pool: PoolSpec) -> str:
+    onoff = {True: "on", False: "off"}
+    if not pool.enabled:
+        return f"NullPool (a new connection per checkout) pre_ping={onoff[pool.pre_ping]}"
+    return (
+        f"QueuePool size={pool.size} max_overflow={pool.max_overflow} "
+        f"timeout={pool.timeout:g}s recycle={pool.recycle}s "
+        f"pre_ping={onoff[pool.pre_ping]} use_lifo={onoff[pool.use_lifo]}"
+    )
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret and len(secret) >= 3:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _driver_message(exc: BaseException) -> tuple[str, str | None]:
+    """The driver's message (all lines joined) and SQLSTATE, from a (wrapped) error."""
+    from dbprofile.runtime.errors import sqlstate_of
+
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return " ".join(lines), sqlstate_of(orig)
+
+
+def classify_failure(message: str, sqlstate: str | None = None) -> str:
+    """Which of :data:`FAILURE_KINDS` a driver's message describes."""
+    if sqlstate in _SQLSTATE_KINDS:
+        return _SQLSTATE_KINDS[sqlstate]
+    for kind, pattern in _PATTERNS:
+        if pattern.search(message):
+            return kind
+    return "connection failed"
+
+
+def _failure(exc: BaseException, url: str, password: str | None) -> ConnectionCheckError:
+    if isinstance(exc, DatabaseTimeoutError):
+        kind, detail = "timeout", str(exc).splitlines()[0]
+    else:
+        detail, sqlstate = _driver_message(exc)
+        kind = classify_failure(detail, sqlstate)
+    detail = re.sub(r"^connection failed: ", "", detail)
+    detail = re.sub(r"FATAL:\s+", "", detail)
+    detail = re.sub(r"\s*Is the server running .*$", "", detail)
+    return ConnectionCheckError(kind, _scrub(f"{kind}: {detail} ({url})", password))
+
+
+def _tls_of(dbapi_connection: Any) -> str:
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None:
+        return "unknown"
+    if not pgconn.ssl_in_use:
+        return "no"
+    details = []
+    for attr in (b"protocol", b"cipher"):
+        value = pgconn.ssl_attribute(attr)
+        if value:
+            details.append(value.decode() if isinstance(value, bytes) else str(value))
+    return "yes" + (f" ({', '.join(details)})" if details else "")
+
+
+def check_spec(
+    spec: EngineSpec,
+    environ: Mapping[str, str],
+    *,
+    timeout: float | None = None,
+    probes: int = 5,
+) -> CheckReport:
+    """Connect as ``spec`` says, run ``probes`` round trips, report; or raise
+    :class:`ConnectionCheckError` (``SecretError`` / ``DriverMissingError`` pass through)."""
+    import sqlalchemy.exc
+    from sqlalchemy import text
+
+    from dbprofile.runtime.engines import create_engine
+    from dbprofile.runtime.secrets import resolve_password
+
+    password = resolve_password(spec, environ)
+    quiet = evolve(spec, monitoring=MonitoringSpec(enabled=False))
+    overrides: dict[str, Any] = {}
+    if timeout is not None and spec.engine == "postgresql":
+        overrides["connect_args"] = {"connect_timeout": max(1, math.ceil(timeout))}
+    shown = render_url(spec.database, spec.sqlite)
+    engine = create_engine(quiet, environ=environ, **overrides)
+    try:
+        started = time.perf_counter()
+        try:
+            conn = engine.connect()
+        except (sqlalchemy.exc.DBAPIError, DatabaseTimeoutError) as exc:
+            raise _failure(exc, shown, password) from None
+        connect_ms = (time.perf_counter() - started) * 1000
+        try:
+            if spec.engine == "postgresql":
+                version = conn.exec_driver_sql("SHOW server_version").scalar()
+                server = f"PostgreSQL {version}"
+                tls = _tls_of(conn.connection.dbapi_connection)
+            else:
+                version = conn.exec_driver_sql("SELECT sqlite_version()").scalar()
+                mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+                server = f"SQLite {version} (journal_mode={mode})"
+                tls = "n/a (embedded)"
+            rtts = []
+            probe = text("SELECT 1")
+            for _ in range(max(1, probes)):
+                t0 = time.perf_counter()
+                conn.execute(probe).scalar()
+                rtts.append((time.perf_counter() - t0) * 1000)
+        except (sqlalchemy.exc.DBAPIError, DatabaseTimeoutError) as exc:
+            raise _failure(exc, shown, password) from None
+        finally:
+            conn.close()
+    finally:
+        engine.dispose()
+    return CheckReport(
+        engine=spec.engine,
+        url=shown,
+        server=server,
+        pool=describe_pool(spec.pool),
+        pgbouncer=bool(spec.database and spec.database.pgbouncer),
+        tls=tls,
+        connect_ms=connect_ms,
+        latency_ms=statistics.median(rtts),
+        probes=len(rtts),
+        profile=spec.profile,
+    )
