@@ -1,0 +1,141 @@
+"""load_spec: compiled JSON back to an EngineSpec, with clear errors naming the file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbprofile import SpecError, load_spec
+from dbprofile.spec import (
+    SPEC_VERSION,
+    DatabaseSpec,
+    EngineSpec,
+    PoolSpec,
+    Secret,
+    render_url,
+    spec_to_dict,
+)
+
+
+def sample_spec() -> EngineSpec:
+    db = DatabaseSpec(
+        name="letta",
+        user="letta",
+        host="db",
+        port=5432,
+        password=Secret(source="file", ref="/run/secrets/pg", key_path="database.password"),
+        options=(("sslmode", "require"), ("host", "a:5432"), ("host", "b:5432")),
+        pgbouncer=True,
+    )
+    return EngineSpec(
+        engine="postgresql",
+        url=render_url(db),
+        profile="prod",
+        database=db,
+        pool=PoolSpec(enabled=True, size=50, max_overflow=20, timeout=60.0, recycle=3600),
+        sources=("defaults", "profiles/prod.yaml"),
+    )
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "db.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_spec_round_trips_through_json(tmp_path: Path) -> None:
+    spec = sample_spec()
+    assert load_spec(write(tmp_path, spec_to_dict(spec))) == spec
+    assert load_spec(spec_to_dict(spec)) == spec
+    assert load_spec(str(write(tmp_path, spec_to_dict(spec)))) == spec
+
+
+def test_not_json_names_the_file_and_position(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"version": 1,\n  oops}')
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}:2:3: not a spec: invalid JSON")
+
+
+def test_json_that_is_not_an_object_is_not_a_spec(tmp_path: Path) -> None:
+    path = write(tmp_path, "[1, 2]")
+    with pytest.raises(SpecError, match="expected a JSON object, got list"):
+        load_spec(path)
+
+
+def test_newer_format_version_is_a_clear_error(tmp_path: Path) -> None:
+    data = spec_to_dict(sample_spec())
+    data["version"] = SPEC_VERSION + 1
+    path = write(tmp_path, data)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == (
+        f"{path}: spec format version {SPEC_VERSION + 1} is newer than this dbprofile reads "
+        f"(version {SPEC_VERSION}); upgrade dbprofile or compile with the same version"
+    )
+
+
+def test_object_without_version_is_not_a_dbprofile_spec(tmp_path: Path) -> None:
+    path = write(tmp_path, {"url": "postgresql://x"})
+    with pytest.raises(SpecError, match="no 'version' key"):
+        load_spec(path)
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    data = spec_to_dict(sample_spec())
+    data["pool"]["sise"] = 3
+    with pytest.raises(SpecError, match="sise"):
+        load_spec(write(tmp_path, data))
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    data = spec_to_dict(sample_spec())
+    data["pool"]["size"] = "many"
+    with pytest.raises(SpecError, match=r"spec\.pool\.size"):
+        load_spec(write(tmp_path, data))
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "missing.json"
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: no such file"
+
+
+def test_postgresql_spec_without_database_is_invalid(tmp_path: Path) -> None:
+    data = spec_to_dict(sample_spec())
+    data["database"] = None
+    with pytest.raises(SpecError, match="'database' is null"):
+        load_spec(write(tmp_path, data))
+
+
+def test_load_spec_imports_no_yaml_jsonschema_compiler_or_sqlalchemy(tmp_path: Path) -> None:
+    path = write(tmp_path, spec_to_dict(sample_spec()))
+    code = (
+        "import sys\n"
+        "from dbprofile import load_spec\n"
+        f"load_spec({str(path)!r})\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('yaml', 'ruamel', 'jsonschema', 'sqlalchemy', 'psycopg')"
+        " or m.startswith('dbprofile.compiler')]\n"
+        "print(sorted(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_runtime_never_imports_the_compiler() -> None:
+    code = (
+        "import sys\n"
+        "import dbprofile.runtime.engines, dbprofile.runtime.check, dbprofile.runtime.urls\n"
+        "import dbprofile.runtime.load, dbprofile.runtime.secrets, dbprofile.runtime.sqlite\n"
+        "import dbprofile.cli.runtime_cmds\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dbprofile.compiler')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
