@@ -7,9 +7,12 @@ SQLAlchemy engine. It returns a :class:`PoolMonitor` that
 - listens to the pool events (connect, first_connect, checkout, checkin, reset,
   invalidate, soft_invalidate, close, close_detached, detach) and counts them;
 - times each checkout → checkin (``dbprofile_pool_connection_duration_seconds``) and
-  each ``pool.connect()`` call (``dbprofile_pool_checkout_wait_seconds``: waiting for a
-  free slot, opening a connection when needed, the pre-ping), by wrapping the pool's
-  ``connect`` method — SQLAlchemy has no "checkout started" event;
+  each successful ``pool.connect()`` (``dbprofile_pool_checkout_wait_seconds``: waiting
+  for a free slot, opening a connection when needed, the pre-ping), by wrapping the
+  pool's ``connect`` method — SQLAlchemy has no "checkout started" event;
+- counts errors by exception type: invalidations that carry an exception (a failed
+  pre-ping is counted under the driver's exception, not SQLAlchemy's
+  ``InvalidatePoolError``) and failed checkouts, timeouts included;
 - reads the gauges from the pool itself at scrape time (``size()``, ``checkedout()``,
   ``checkedin()``, ``max(0, overflow())``), never from arithmetic on the queue as Letta
   does (one checkout from a size-25 pool reads 1 checked out and 0 overflow here, 25 and
@@ -17,18 +20,21 @@ SQLAlchemy engine. It returns a :class:`PoolMonitor` that
 - logs a snapshot on the ``dbprofile.pool`` logger every ``monitoring.interval`` seconds
   from a daemon thread;
 - stops when the engine is disposed (``ConnectionEvents.engine_disposed``) or garbage
-  collected: its label values are removed from the registry and its thread ends.
+  collected: its series leave the registry and its thread ends.
 
-Metric layout. Per registry there is one set of collectors shared by every monitored
-engine (counters and histograms from prometheus-client, with the ``engine`` and
-``pool_mode`` labels, plus one custom collector for the gauges that asks each live
-monitor's pool at scrape time). Engines are told apart by label values, so two engines
-in one process never collide; a second live engine with the same name in the same
-registry is renamed ``NAME-2`` (with a warning) rather than merged into the first.
+Metric layout: one custom collector per registry, shared by every engine monitored in
+it. Each monitor keeps its counts and histogram buckets as plain integers under one lock
+(one lock and one increment per pool event: prometheus-client's own metric objects take
+a lock per sample, which costs several per checkout); the collector renders every live
+monitor's state, labelled ``engine`` and ``pool_mode``, at scrape time. Two engines in a
+process therefore never collide; a second live engine with the same name in the same
+registry is labelled ``NAME-2`` (with a warning) rather than merged into the first; and
+unregistering an engine is just dropping it from the collector's list.
 
-Pools without counts (``NullPool``, ``StaticPool``, …): ``size``, ``idle`` and
-``overflow`` read 0 — such a pool keeps nothing — and ``checked_out`` is counted from
-the events (checkouts − checkins − detaches).
+``pool_mode`` is the SQLAlchemy pool class (``QueuePool``, ``AsyncAdaptedQueuePool``,
+``NullPool``, …). Pools without counts (``NullPool``, ``StaticPool``, …): ``size``,
+``idle`` and ``overflow`` read 0 — such a pool keeps nothing — and ``checked_out`` is
+counted from the events (checkouts − checkins − detaches).
 
 prometheus-client is optional: without it the monitor still counts and logs, and one
 warning says the metrics are off. Monitoring never makes engine creation fail.
@@ -36,7 +42,7 @@ warning says the metrics are off. Monitoring never makes engine creation fail.
 
 from __future__ import annotations
 
-import contextlib
+import bisect
 import logging
 import threading
 import time
@@ -51,7 +57,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 try:  # optional: without it the monitor still counts and logs
     import prometheus_client
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
 except ImportError:  # pragma: no cover - exercised by patching the name to None
     prometheus_client = None  # type: ignore[assignment]
 
@@ -130,6 +140,15 @@ class PoolSnapshot:
         return text
 
 
+def pool_mode_of(pool: Pool) -> str:
+    """The ``pool_mode`` label: the SQLAlchemy pool class the pool is or derives from
+    (dbprofile's ``TranslatingQueuePool`` reads ``QueuePool``)."""
+    for cls in type(pool).__mro__:
+        if cls.__module__.startswith("sqlalchemy.pool"):
+            return cls.__name__
+    return type(pool).__name__
+
+
 def _pool_counts(pool: Pool) -> tuple[int, int, int, int] | None:
     """(size, checked_out, idle, overflow) from the pool's own methods, or None."""
     size = getattr(pool, "size", None)
@@ -144,61 +163,55 @@ def _pool_counts(pool: Pool) -> tuple[int, int, int, int] | None:
     return int(size()), int(checkedout()), int(checkedin()), max(0, int(over))
 
 
-def pool_mode_of(pool: Pool) -> str:
-    """The ``pool_mode`` label: the SQLAlchemy pool class the pool is or derives from
-    (dbprofile's ``TranslatingQueuePool`` reads ``QueuePool``)."""
-    for cls in type(pool).__mro__:
-        if cls.__module__.startswith("sqlalchemy.pool"):
-            return cls.__name__
-    return type(pool).__name__
+class _Histogram:
+    """Bucket counts (non-cumulative; the last one is +Inf) and a sum. Not locked: the
+    owning monitor's lock guards it."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def copy(self) -> tuple[list[int], float]:
+        return list(self.counts), self.total
+
+
+@frozen
+class _State:
+    """Everything the collector renders for one monitor, copied under its lock."""
+
+    name: str
+    pool_mode: str
+    gauges: tuple[int, int, int, int]
+    events: tuple[tuple[str, int], ...]
+    errors: tuple[tuple[str, int], ...]
+    timeouts: int
+    duration: tuple[list[int], float]
+    wait: tuple[list[int], float]
 
 
 # ----------------------------------------------------------------- Prometheus side
 
 
-class _RegistryMetrics:
-    """The collectors of one registry, shared by every engine monitored in it."""
+class _PoolCollector:
+    """One per registry: renders every live monitor registered in it, at scrape time."""
 
-    def __init__(self, registry: Any) -> None:
-        Counter, Histogram = prometheus_client.Counter, prometheus_client.Histogram
-        self.registry = registry
+    _GAUGES = (
+        ("dbprofile_pool_size", "Configured pool size (pool.size()); 0 for NullPool."),
+        ("dbprofile_pool_checked_out", "Connections checked out now (pool.checkedout())."),
+        ("dbprofile_pool_idle", "Connections idle in the pool now (pool.checkedin())."),
+        ("dbprofile_pool_overflow", "Connections open beyond the pool size now."),
+    )
+
+    def __init__(self) -> None:
         self.monitors: weakref.WeakValueDictionary[str, PoolMonitor] = weakref.WeakValueDictionary()
         self.lock = threading.Lock()
-        self.events = Counter(
-            "dbprofile_pool_events",
-            "Pool events (connect, checkout, checkin, invalidate, ...) by event name.",
-            (*LABELS, "event"),
-            registry=registry,
-        )
-        self.errors = Counter(
-            "dbprofile_pool_errors",
-            "Connection errors: invalidations with an exception and failed checkouts, "
-            "by exception type.",
-            (*LABELS, "exception_type"),
-            registry=registry,
-        )
-        self.timeouts = Counter(
-            "dbprofile_pool_checkout_timeouts",
-            "Checkouts that gave up after pool.timeout seconds (pool exhausted).",
-            LABELS,
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "dbprofile_pool_connection_duration_seconds",
-            "Seconds from checkout to checkin of a pooled connection.",
-            LABELS,
-            buckets=CONNECTION_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.wait = Histogram(
-            "dbprofile_pool_checkout_wait_seconds",
-            "Seconds a successful checkout took (waiting for a slot, connecting, pre-ping).",
-            LABELS,
-            buckets=CHECKOUT_WAIT_BUCKETS,
-            registry=registry,
-        )
-        self.gauges = _GaugeCollector(self)
-        registry.register(self.gauges)
 
     def unique_name(self, wanted: str) -> str:
         name, n = wanted, 1
@@ -214,47 +227,79 @@ class _RegistryMetrics:
             )
         return name
 
-
-class _GaugeCollector:
-    """Gauges read from each live pool at scrape time, so they are never stale."""
-
-    _GAUGES = (
-        ("dbprofile_pool_size", "Configured pool size (pool.size()); 0 for NullPool."),
-        ("dbprofile_pool_checked_out", "Connections checked out now (pool.checkedout())."),
-        ("dbprofile_pool_idle", "Connections idle in the pool now (pool.checkedin())."),
-        ("dbprofile_pool_overflow", "Connections open beyond the pool size now."),
-    )
-
-    def __init__(self, owner: _RegistryMetrics) -> None:
-        self._owner = owner
-
-    def _families(self) -> list[Any]:
-        return [GaugeMetricFamily(n, doc, labels=LABELS) for n, doc in self._GAUGES]
+    def _families(self) -> tuple[list[Any], Any, Any, Any, Any, Any]:
+        gauges = [GaugeMetricFamily(n, doc, labels=LABELS) for n, doc in self._GAUGES]
+        events = CounterMetricFamily(
+            "dbprofile_pool_events",
+            "Pool events (connect, checkout, checkin, invalidate, ...) by event name.",
+            labels=(*LABELS, "event"),
+        )
+        errors = CounterMetricFamily(
+            "dbprofile_pool_errors",
+            "Connection errors by exception type: invalidations carrying an exception, "
+            "failed checkouts (timeouts included).",
+            labels=(*LABELS, "exception_type"),
+        )
+        timeouts = CounterMetricFamily(
+            "dbprofile_pool_checkout_timeouts",
+            "Checkouts that gave up after pool.timeout seconds (pool exhausted).",
+            labels=LABELS,
+        )
+        duration = HistogramMetricFamily(
+            "dbprofile_pool_connection_duration_seconds",
+            "Seconds from checkout to checkin of a pooled connection.",
+            labels=LABELS,
+        )
+        wait = HistogramMetricFamily(
+            "dbprofile_pool_checkout_wait_seconds",
+            "Seconds a successful checkout took (waiting for a slot, connecting, pre-ping).",
+            labels=LABELS,
+        )
+        return gauges, events, errors, timeouts, duration, wait
 
     def describe(self) -> Iterator[Any]:
-        return iter(self._families())
+        gauges, *others = self._families()
+        return iter([*gauges, *others])
 
     def collect(self) -> Iterator[Any]:
-        families = self._families()
-        with self._owner.lock:
-            monitors = list(self._owner.monitors.values())
+        gauges, events, errors, timeouts, duration, wait = self._families()
+        with self.lock:
+            monitors = list(self.monitors.values())
         for monitor in monitors:
-            snap = monitor.gauges()
-            if snap is None:
+            state = monitor.state()
+            if state is None:
                 continue
-            labels = [monitor.name, monitor.pool_mode]
-            for family, value in zip(families, snap, strict=True):
+            labels = [state.name, state.pool_mode]
+            for family, value in zip(gauges, state.gauges, strict=True):
                 family.add_metric(labels, value)
-        return iter(families)
+            for name, count in state.events:
+                events.add_metric([*labels, name], count)
+            for exc_type, count in state.errors:
+                errors.add_metric([*labels, exc_type], count)
+            timeouts.add_metric(labels, state.timeouts)
+            _add_histogram(duration, labels, CONNECTION_DURATION_BUCKETS, state.duration)
+            _add_histogram(wait, labels, CHECKOUT_WAIT_BUCKETS, state.wait)
+        return iter([*gauges, events, errors, timeouts, duration, wait])
 
 
-_registries: weakref.WeakKeyDictionary[Any, _RegistryMetrics] = weakref.WeakKeyDictionary()
-_registries_lock = threading.Lock()
+def _add_histogram(
+    family: Any, labels: list[str], bounds: tuple[float, ...], data: tuple[list[int], float]
+) -> None:
+    counts, total = data
+    buckets, cumulative = [], 0
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    family.add_metric(labels, buckets, total)
+
+
+_collectors: weakref.WeakKeyDictionary[Any, _PoolCollector] = weakref.WeakKeyDictionary()
+_collectors_lock = threading.Lock()
 _warned_missing = False
 
 
-def _metrics_for(registry: Any | None) -> _RegistryMetrics | None:
-    """The shared collectors for ``registry`` (default: prometheus' REGISTRY), or None."""
+def _collector_for(registry: Any | None) -> _PoolCollector | None:
+    """The shared collector of ``registry`` (default: prometheus' REGISTRY), or None."""
     global _warned_missing  # noqa: PLW0603 - one warning per process
     if prometheus_client is None:
         if not _warned_missing:
@@ -266,16 +311,17 @@ def _metrics_for(registry: Any | None) -> _RegistryMetrics | None:
             )
         return None
     target = prometheus_client.REGISTRY if registry is None else registry
-    with _registries_lock:
-        metrics = _registries.get(target)
-        if metrics is None:
+    with _collectors_lock:
+        collector = _collectors.get(target)
+        if collector is None:
+            collector = _PoolCollector()
             try:
-                metrics = _RegistryMetrics(target)
+                target.register(collector)
             except ValueError as exc:  # names already taken in that registry by someone else
                 logger.warning("pool monitoring: metrics not exported: %s", exc)
                 return None
-            _registries[target] = metrics
-    return metrics
+            _collectors[target] = collector
+    return collector
 
 
 # ------------------------------------------------------------------------- monitor
@@ -300,29 +346,23 @@ class PoolMonitor:
         self._counts: dict[str, int] = dict.fromkeys(POOL_EVENTS, 0)
         self._errors: dict[str, int] = {}
         self._timeouts = 0
+        self._duration = _Histogram(CONNECTION_DURATION_BUCKETS)
+        self._wait = _Histogram(CHECKOUT_WAIT_BUCKETS)
         self._checked_out_at: dict[int, float] = {}
         self._closed = False
         self._ping_failure = threading.local()
         self._stop = threading.Event()
-        self._has_counts = _pool_counts(engine.pool) is not None
 
-        self._metrics = _metrics_for(registry)
-        if self._metrics is not None:
-            with self._metrics.lock:
-                self.name = self._metrics.unique_name(name)
-                self._metrics.monitors[self.name] = self
-            labels = (self.name, self.pool_mode)
-            self._event_children = {e: self._metrics.events.labels(*labels, e) for e in POOL_EVENTS}
-            self._timeouts_child = self._metrics.timeouts.labels(*labels)
-            self._duration_child = self._metrics.duration.labels(*labels)
-            self._wait_child = self._metrics.wait.labels(*labels)
+        collector = _collector_for(registry)
+        if collector is not None:
+            with collector.lock:
+                self.name = collector.unique_name(name)
+                collector.monitors[self.name] = self
         else:
             self.name = name
         # What must happen when the engine goes away, held apart from the monitor so that
         # it also runs when the engine (and with it this monitor) is garbage collected.
-        self._registration = _Registration(
-            self._metrics, self.name, self.pool_mode, self._stop, self._errors
-        )
+        self._registration = _Registration(collector, self.name, self._stop)
 
         self._listeners: list[tuple[str, Callable[..., None]]] = self._make_listeners()
         for event_name, fn in self._listeners:
@@ -363,6 +403,23 @@ class PoolMonitor:
             out = self._counts["checkout"] - self._counts["checkin"] - self._counts["detach"]
         return 0, max(0, out), 0, 0
 
+    def state(self) -> _State | None:
+        """Everything the collector renders, consistent under the lock; None once closed."""
+        gauges = self.gauges()
+        if gauges is None:
+            return None
+        with self._lock:
+            return _State(
+                name=self.name,
+                pool_mode=self.pool_mode,
+                gauges=gauges,
+                events=tuple(self._counts.items()),
+                errors=tuple(sorted(self._errors.items())),
+                timeouts=self._timeouts,
+                duration=self._duration.copy(),
+                wait=self._wait.copy(),
+            )
+
     def snapshot(self) -> PoolSnapshot:
         size, out, idle, over = self.gauges() or (0, 0, 0, 0)
         with self._lock:
@@ -385,12 +442,11 @@ class PoolMonitor:
         logger.info("%s", self.snapshot().render())
 
     def close(self) -> None:
-        """Stop: remove this engine's series from the registry, end the thread. Idempotent."""
+        """Stop: this engine's series leave the registry, the thread ends. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._stop.set()
         pool = self._pool
         if pool.__dict__.get("connect") is not None:
             del pool.__dict__["connect"]
@@ -431,63 +487,71 @@ class PoolMonitor:
                 return cause  # type: ignore[no-any-return]
         return exc
 
-    def _count(self, event_name: str) -> None:
-        with self._lock:
-            self._counts[event_name] += 1
-        if self._metrics is not None:
-            self._event_children[event_name].inc()
-
-    def _error(self, exc: BaseException) -> None:
+    def _error(self, exc: BaseException, *, timeout: bool = False) -> None:
         exc_type = type(exc).__name__
         with self._lock:
             self._errors[exc_type] = self._errors.get(exc_type, 0) + 1
-        if self._metrics is not None:
-            self._metrics.errors.labels(self.name, self.pool_mode, exc_type).inc()
+            if timeout:
+                self._timeouts += 1
 
     def _make_listeners(self) -> list[tuple[str, Callable[..., None]]]:
-        count = self._count
+        lock = self._lock
+        counts = self._counts
         started = self._checked_out_at
+        duration = self._duration
         clock = time.perf_counter
-        duration = self._duration_child if self._metrics is not None else None
-
-        def on_connect(dbapi_connection: Any, record: Any) -> None:
-            count("connect")
-
-        def on_first_connect(dbapi_connection: Any, record: Any) -> None:
-            count("first_connect")
 
         def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-            started[id(record)] = clock()
-            count("checkout")
+            now = clock()
+            with lock:
+                started[id(record)] = now
+                counts["checkout"] += 1
 
         def on_checkin(dbapi_connection: Any, record: Any) -> None:
-            t0 = started.pop(id(record), None)
-            count("checkin")
-            if t0 is not None and duration is not None:
-                duration.observe(clock() - t0)
-
-        def on_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
-            count("reset")
+            now = clock()
+            with lock:
+                counts["checkin"] += 1
+                t0 = started.pop(id(record), None)
+                if t0 is not None:
+                    duration.observe(now - t0)
 
         def on_invalidate(dbapi_connection: Any, record: Any, exception: Any) -> None:
-            count("invalidate")
+            with lock:
+                counts["invalidate"] += 1
             if exception is not None:
                 self._error(self._invalidation_cause(exception))
 
         def on_soft_invalidate(dbapi_connection: Any, record: Any, exception: Any) -> None:
-            count("soft_invalidate")
+            with lock:
+                counts["soft_invalidate"] += 1
             if exception is not None:
                 self._error(self._invalidation_cause(exception))
 
+        def on_detach(dbapi_connection: Any, record: Any) -> None:
+            with lock:
+                started.pop(id(record), None)
+                counts["detach"] += 1
+
+        # SQLAlchemy matches a listener's signature to the event's: one function each.
+        def on_connect(dbapi_connection: Any, record: Any) -> None:
+            with lock:
+                counts["connect"] += 1
+
+        def on_first_connect(dbapi_connection: Any, record: Any) -> None:
+            with lock:
+                counts["first_connect"] += 1
+
+        def on_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+            with lock:
+                counts["reset"] += 1
+
         def on_close(dbapi_connection: Any, record: Any) -> None:
-            count("close")
+            with lock:
+                counts["close"] += 1
 
         def on_close_detached(dbapi_connection: Any) -> None:
-            count("close_detached")
-
-        def on_detach(dbapi_connection: Any, record: Any) -> None:
-            started.pop(id(record), None)
-            count("detach")
+            with lock:
+                counts["close_detached"] += 1
 
         return [
             ("connect", on_connect),
@@ -507,73 +571,45 @@ class PoolMonitor:
         this pool is affected; SQLAlchemy's Engine calls ``self.pool.connect()``)."""
         original = type(pool).connect.__get__(pool)
         clock = time.perf_counter
-        wait = self._wait_child if self._metrics is not None else None
-        monitor = self
+        lock = self._lock
+        wait = self._wait
+        record_error = self._error
 
         def connect() -> Any:
             t0 = clock()
             try:
                 conn = original()
             except PoolTimeoutError as exc:
-                with monitor._lock:
-                    monitor._timeouts += 1
-                if monitor._metrics is not None:
-                    monitor._timeouts_child.inc()
-                monitor._error(exc)
+                record_error(exc, timeout=True)
                 raise
             except Exception as exc:
-                monitor._error(exc)
+                record_error(exc)
                 raise
-            if wait is not None:
-                wait.observe(clock() - t0)
+            elapsed = clock() - t0
+            with lock:
+                wait.observe(elapsed)
             return conn
 
         pool.connect = connect  # type: ignore[method-assign]
 
 
-def _remove_series(collector: Any, labels: tuple[str, ...]) -> None:
-    with contextlib.suppress(KeyError):
-        collector.remove(*labels)
-
-
 class _Registration:
     """Undoes a monitor's registration: its series leave the registry, its thread stops."""
 
-    def __init__(
-        self,
-        metrics: _RegistryMetrics | None,
-        name: str,
-        pool_mode: str,
-        stop: threading.Event,
-        errors: dict[str, int],
-    ) -> None:
-        self.metrics = metrics
+    def __init__(self, collector: _PoolCollector | None, name: str, stop: threading.Event) -> None:
+        self.collector = collector
         self.name = name
-        self.pool_mode = pool_mode
         self.stop = stop
-        self.errors = errors
-        self.done = False
 
     def __call__(self) -> None:
-        if self.done:
-            return
-        self.done = True
         self.stop.set()
-        metrics = self.metrics
-        if metrics is None:
+        collector = self.collector
+        if collector is None:
             return
-        with metrics.lock:
-            current = metrics.monitors.get(self.name)
-            if current is not None and current._registration is not self:
-                return  # the name was taken again meanwhile: those series are not ours
-            metrics.monitors.pop(self.name, None)
-        labels = (self.name, self.pool_mode)
-        for e in POOL_EVENTS:
-            _remove_series(metrics.events, (*labels, e))
-        for exc_type in list(self.errors):
-            _remove_series(metrics.errors, (*labels, exc_type))
-        for collector in (metrics.timeouts, metrics.duration, metrics.wait):
-            _remove_series(collector, labels)
+        with collector.lock:
+            current = collector.monitors.get(self.name)
+            if current is not None and current._registration is self:
+                del collector.monitors[self.name]
 
 
 def _run_monitor(ref: weakref.ref[PoolMonitor], stop: threading.Event, interval: float) -> None:

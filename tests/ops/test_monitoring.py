@@ -452,3 +452,22 @@ def test_monitoring_disabled_in_the_spec_registers_nothing(
         pass
     assert engines_in(scrape(registry)) == set()
     engine.dispose()
+
+
+def test_histogram_buckets_are_upper_inclusive_and_cumulative_in_the_exposition(
+    sqlite_url: str, registry: CollectorRegistry
+) -> None:
+    engine = sqlite_engine(sqlite_url)
+    monitor = attach_monitoring(engine, name="app", registry=registry)
+    wait = monitor._wait  # the bucket arithmetic, fed known values
+    with monitor._lock:
+        for v in (0.0005, 0.0006, 0.001, 31.0):
+            wait.observe(v)
+    samples = scrape(registry)
+
+    def bucket(le: str) -> float | None:
+        return value(samples, "dbprofile_pool_checkout_wait_seconds_bucket", le=le, **LABELS)
+
+    assert (bucket("0.0005"), bucket("0.001"), bucket("30.0"), bucket("+Inf")) == (1, 3, 3, 4)
+    assert value(samples, "dbprofile_pool_checkout_wait_seconds_count", **LABELS) == 4
+    engine.dispose()
