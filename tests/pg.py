@@ -20,6 +20,10 @@ Fixtures (session scoped, started on first use, stopped at the end of the sessio
         pg.stop() / pg.start() / pg.restart()
         pg.server_version                 e.g. 150013
 
+``pg_tls`` -> :class:`PostgresServer`
+    A second cluster like ``pg`` that takes TCP connections over TLS only (hostssl),
+    with a certificate for 127.0.0.1/localhost from a throwaway CA at ``pg_tls.ca_file``.
+
 ``pgbouncer`` -> :class:`PgbouncerServer`
     pgbouncer in transaction mode in front of ``pg``: ``default_pool_size = 2``, every
     database (``* = host=127.0.0.1 port=<pg port>``), clients authenticated with SCRAM
@@ -167,6 +171,79 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def make_certificates() -> tuple[bytes, bytes, bytes]:
+    """(CA cert, server cert for 127.0.0.1/localhost signed by it, server key), PEM."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dbprofile test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return ca_cert.public_bytes(pem), cert.public_bytes(pem), key_pem
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -175,8 +252,10 @@ class PostgresServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, tls: bool = False) -> None:
         self.bindir = bindir
+        self.tls = tls
+        self.ca_file: str | None = None
         self.user = SERVER_USER
         self.password = "pw-" + secrets.token_hex(12)
         self.dbname = "postgres"
@@ -227,6 +306,24 @@ class PostgresServer:
                 "log_min_messages = warning\n"
                 "log_min_error_statement = panic\n"
             )
+        if self.tls:
+            self._setup_tls()
+
+    def _setup_tls(self) -> None:
+        """Certificates from a throwaway CA; TCP connections accepted over TLS only."""
+        ca_pem, cert_pem, key_pem = make_certificates()
+        ca = self.base / "ca.crt"
+        ca.write_bytes(ca_pem)
+        ca.chmod(0o644)
+        self.ca_file = str(ca)
+        _write_owned(self.datadir / "server.crt", cert_pem.decode())
+        _write_owned(self.datadir / "server.key", key_pem.decode())
+        with (self.datadir / "postgresql.conf").open("a", encoding="utf-8") as fh:
+            fh.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        _write_owned(
+            self.datadir / "pg_hba.conf",
+            f"local all all trust\nhostssl all all {self.host}/32 scram-sha-256\n",
+        )
 
     def start(self) -> None:
         for _attempt in range(3):
@@ -506,6 +603,22 @@ class PgbouncerServer:
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the whole session (see module docstring)."""
+    bindir = _require_pg_bindir()
+    yield from _serve_postgres(bindir, tls=False)
+
+
+@pytest.fixture(scope="session")
+def pg_tls() -> Iterator[PostgresServer]:
+    """A second throwaway PostgreSQL that accepts TCP connections over TLS only.
+
+    Its certificate (for 127.0.0.1 and localhost) is signed by a throwaway CA whose
+    certificate is at ``pg_tls.ca_file`` (for ``sslrootcert`` / ``verify-full``).
+    """
+    bindir = _require_pg_bindir()
+    yield from _serve_postgres(bindir, tls=True)
+
+
+def _require_pg_bindir() -> Path:
     bindir = find_pg_bindir()
     if bindir is None:
         _unavailable("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin")
@@ -515,7 +628,11 @@ def pg() -> Iterator[PostgresServer]:
             pwd.getpwnam(SERVER_USER)
         except KeyError:
             _unavailable(f"user {SERVER_USER!r} does not exist (comes with the postgresql package)")
-    server = PostgresServer(bindir)
+    return bindir
+
+
+def _serve_postgres(bindir: Path, *, tls: bool) -> Iterator[PostgresServer]:
+    server = PostgresServer(bindir, tls=tls)
     atexit.register(server.cleanup)  # also when the session dies without teardown
     try:
         server.init()

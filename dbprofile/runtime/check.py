@@ -27,6 +27,7 @@ FAILURE_KINDS = (
     "unknown host",
     "database does not exist",
     "TLS required",
+    "TLS certificate rejected",
     "timeout",
     "cannot open database",
     "connection failed",
@@ -39,6 +40,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("TLS required", r"server does not support SSL, but SSL was required"),
         ("TLS required", r"no pg_hba\.conf entry .*no encryption"),
         ("TLS required", r"SSL (?:connection )?is required|requires SSL|SSL off"),
+        (
+            "TLS certificate rejected",
+            r"certificate verify failed|does not match host name|root certificate file",
+        ),
         ("authentication failed", r"authentication failed|no password supplied"),
         ("authentication failed", r'role ".*" does not exist'),
         ("database does not exist", r'database ".*" does not exist'),
@@ -136,18 +141,20 @@ def _failure(exc: BaseException, url: str, password: str | None) -> ConnectionCh
     return ConnectionCheckError(kind, _scrub(f"{kind}: {detail} ({url})", password))
 
 
-def _tls_of(dbapi_connection: Any) -> str:
-    pgconn = getattr(dbapi_connection, "pgconn", None)
+def _tls_of(conn: Any, *, behind_pgbouncer: bool) -> str:
+    """Whether this client connection is encrypted (libpq's view), with the protocol and
+    cipher the server reports when it is the server we talk to (not pgbouncer)."""
+    pgconn = getattr(conn.connection.dbapi_connection, "pgconn", None)
     if pgconn is None:
         return "unknown"
     if not pgconn.ssl_in_use:
         return "no"
-    details = []
-    for attr in (b"protocol", b"cipher"):
-        value = pgconn.ssl_attribute(attr)
-        if value:
-            details.append(value.decode() if isinstance(value, bytes) else str(value))
-    return "yes" + (f" ({', '.join(details)})" if details else "")
+    if behind_pgbouncer:
+        return "yes (to pgbouncer)"
+    row = conn.exec_driver_sql(
+        "SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    ).first()
+    return f"yes ({row[0]}, {row[1]})" if row is not None else "yes"
 
 
 def check_spec(
@@ -183,7 +190,9 @@ def check_spec(
             if spec.engine == "postgresql":
                 version = conn.exec_driver_sql("SHOW server_version").scalar()
                 server = f"PostgreSQL {version}"
-                tls = _tls_of(conn.connection.dbapi_connection)
+                tls = _tls_of(
+                    conn, behind_pgbouncer=bool(spec.database and spec.database.pgbouncer)
+                )
             else:
                 version = conn.exec_driver_sql("SELECT sqlite_version()").scalar()
                 mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
