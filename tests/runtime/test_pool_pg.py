@@ -216,3 +216,25 @@ def test_connect_timeout_defaults_to_the_pool_timeout(
         raw = c.connection.dbapi_connection
         assert raw.info.get_parameters()["connect_timeout"] == "3"
     engine.dispose()
+
+
+def test_monitoring_is_attached_when_the_spec_enables_it(
+    pg: PostgresServer, env: dict[str, str]
+) -> None:
+    from attrs import evolve
+    from prometheus_client import CollectorRegistry
+
+    from dbprofile.spec import MonitoringSpec
+
+    pool = PoolSpec(enabled=True, size=3, max_overflow=0)
+    labels = {"engine": "svc", "pool_mode": "QueuePool"}
+    on_registry, off_registry = CollectorRegistry(), CollectorRegistry()
+    spec = evolve(pg_spec(pg, pool=pool), monitoring=MonitoringSpec(enabled=True, interval=60))
+    monitored = create_engine(spec, environ=env, name="svc", registry=on_registry)
+    unmonitored = create_engine(pg_spec(pg, pool=pool), environ=env, registry=off_registry)
+    with monitored.connect(), unmonitored.connect():
+        assert on_registry.get_sample_value("dbprofile_pool_checked_out", labels) == 1.0
+        assert on_registry.get_sample_value("dbprofile_pool_size", labels) == 3.0
+    assert list(off_registry.collect()) == []
+    monitored.dispose()
+    unmonitored.dispose()
