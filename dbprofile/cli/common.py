@@ -52,7 +52,8 @@ class DbprofileArgumentParser(argparse.ArgumentParser):
             return
         import sys
 
-        stream = self.ctx.stderr if file is None or file is sys.stderr else self.ctx.stdout
+        to_stderr = file is None or file is sys.stderr or file is self.ctx.stderr
+        stream = self.ctx.stderr if to_stderr else self.ctx.stdout
         stream.write(message)
 
 
