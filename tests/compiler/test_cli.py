@@ -1,0 +1,379 @@
+"""The compiler's commands, run in-process with injected environment and streams.
+
+Data goes to stdout, diagnostics to stderr; exit 0 ok, 1 configuration wrong, 2 usage,
+3 for ``diff --exit-code`` with differences; no traceback for a user mistake.
+Also: ``dbprofile compile`` loads none of the heavy packages, and the compiler and the
+runtime never import each other.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from dbprofile.cli import main
+from dbprofile.compiler.keys import KEYS
+from dbprofile.compiler.schema import schema_text
+from dbprofile.errors import ProblemsFound
+from tests.compiler.golden import INVALID, VALID
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS = ("compile", "validate", "explain", "diff", "schema", "env-vars")
+PASSWORD = "Pa55-word-from-env"
+ENV = {"LETTA_PG_PASSWORD": PASSWORD, "LETTA_PG_POOL_SIZE": "40", "LETTA_ENCRYPTION_KEY": "k3y"}
+
+
+def run(*argv: str, environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), environ=ENV if environ is None else environ, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory holding the golden 'env_beats_file' profiles (base, prod)."""
+    shutil.copytree(VALID / "env_beats_file" / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ---------------------------------------------------------------- compile
+
+
+def test_compile_json_is_the_spec_contract_on_stdout(project: Path) -> None:
+    code, out, err = run("compile", "--profile", "prod")
+    assert (code, err) == (0, "")
+    spec = json.loads(out)
+    assert {"profile", "engine", "url", "pool", "echo", "monitoring", "sources", "fingerprint"} <= (
+        set(spec)
+    )
+    assert spec["pool"]["size"] == 40
+    assert spec["database"]["password"] == {
+        "env": "LETTA_PG_PASSWORD",
+        "key_path": "database.password",
+    }
+    assert PASSWORD not in out
+
+
+def test_compile_toml_holds_the_same_data_as_json(project: Path) -> None:
+    _, as_json, _ = run("compile", "--profile", "prod")
+    code, as_toml, err = run("compile", "--profile", "prod", "--format", "toml")
+    assert (code, err) == (0, "")
+
+    def drop_none(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [drop_none(v) for v in value]
+        return value
+
+    assert tomllib.loads(as_toml) == drop_none(json.loads(as_json))
+
+
+def test_compile_env_gives_letta_assignments_with_secrets_as_references(project: Path) -> None:
+    code, out, err = run("compile", "--profile", "prod", "--format", "env")
+    assert (code, err) == (0, "")
+    assert (
+        'export LETTA_PG_URI="postgresql://letta:${LETTA_PG_PASSWORD}@db.internal:5432/letta"'
+        in (out.splitlines())
+    )
+    assert "export LETTA_PG_POOL_SIZE=40" in out.splitlines()
+    assert "export LETTA_DISABLE_SQLALCHEMY_POOLING=false" in out.splitlines()
+    assert PASSWORD not in out
+
+
+def test_compile_text_is_for_people_and_hides_the_password(project: Path) -> None:
+    code, out, err = run("compile", "--profile", "prod", "--format", "text")
+    assert (code, err) == (0, "")
+    rows = dict(line.split(None, 1) for line in out.splitlines())
+    assert rows["url"] == "postgresql+psycopg://letta:***@db.internal:5432/letta"
+    assert rows["password"] == "env LETTA_PG_PASSWORD"
+    assert rows["sources"] == "defaults < profiles/base.toml < profiles/prod.yaml < env"
+    assert PASSWORD not in out
+
+
+def test_compile_output_writes_the_file_atomically_and_nothing_to_stdout(project: Path) -> None:
+    target = project / "build" / "db.json"
+    _, expected, _ = run("compile", "--profile", "prod")
+    code, out, err = run("compile", "--profile", "prod", "--output", str(target))
+    assert (code, out, err) == (0, "", "")
+    assert target.read_text(encoding="utf-8") == expected
+    first_inode = target.stat().st_ino
+    code, _, _ = run("compile", "--profile", "prod", "--set", "pool.size=3", "-o", str(target))
+    assert code == 0
+    assert json.loads(target.read_text())["pool"]["size"] == 3
+    assert target.stat().st_ino != first_inode  # replaced by rename, never rewritten in place
+    assert sorted(p.name for p in target.parent.iterdir()) == ["db.json"]  # no temp files left
+
+
+def test_compile_output_to_an_unwritable_place_is_a_usage_error(project: Path) -> None:
+    (project / "blocker").write_text("a file where a directory is needed\n")
+    code, out, err = run("compile", "--profile", "prod", "-o", "blocker/db.json")
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: --output blocker/db.json: cannot write: ")
+    assert "Traceback" not in err
+
+
+def test_compile_output_keeps_the_old_file_when_compiling_fails(project: Path) -> None:
+    target = project / "db.json"
+    target.write_text("previous\n")
+    code, out, err = run("compile", "--profile", "prod", "--set", "pool.size=0", "-o", "db.json")
+    assert (code, out) == (1, "")
+    assert err == "profiles/prod.yaml:7: pool.size: must be >= 1, got 0 (set by --set pool.size)\n"
+    assert target.read_text() == "previous\n"
+
+
+def test_traceback_flag_lets_the_exception_through(project: Path) -> None:
+    with pytest.raises(ProblemsFound):
+        run("--traceback", "compile", "--profile", "missing")
+
+
+# ---------------------------------------------------------------- validate, explain, diff
+
+
+def test_validate_reports_ok_on_stdout(project: Path) -> None:
+    code, out, err = run("validate")
+    assert (code, out, err) == (0, "ok: 2 file(s), 2 profile(s) valid\n", "")
+
+
+def test_validate_reports_every_bad_file_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(INVALID / "many_problems_across_files_sorted" / "profiles", tmp_path / "p")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("validate", "--profiles-dir", "p")
+    assert (code, out) == (1, "")
+    assert err == (
+        "p/base.toml:2: pool.size: must be >= 1, got 0\n"
+        "p/base.toml:3: pool: unknown key 'flavour'\n"
+        "p/prod.yaml:3: pool.timeout: must be > 0, got -1\n"
+        "p/prod.yaml:5: monitoring.enabled: must be a boolean (true or false), got 'yes'\n"
+    )
+
+
+def test_validate_named_files_only(project: Path) -> None:
+    code, out, err = run("validate", "profiles/base.toml")
+    assert (code, out, err) == (0, "ok: 1 file(s), 1 profile(s) valid\n", "")
+
+
+def test_explain_key_shows_origin_and_what_it_replaced(project: Path) -> None:
+    code, out, err = run("explain", "--profile", "prod", "pool.size")
+    assert (code, err) == (0, "")
+    assert out == (
+        "pool.size = 40  # env LETTA_PG_POOL_SIZE "
+        "(replaced profiles/prod.yaml:7, profiles/base.toml:4, default)\n"
+    )
+
+
+def test_explain_everything_never_shows_a_secret(project: Path) -> None:
+    code, out, err = run("explain", "--profile", "prod")
+    assert (code, err) == (0, "")
+    keys = [line.split(" = ", 1)[0] for line in out.splitlines()]
+    assert {"url", "database.password", "pool.size", "encryption.key"} <= set(keys)
+    assert "database.password = env LETTA_PG_PASSWORD" in out
+    assert PASSWORD not in out
+    assert "k3y" not in out
+
+
+def test_explain_unknown_key_is_a_usage_error_with_a_suggestion(project: Path) -> None:
+    code, out, err = run("explain", "--profile", "prod", "pool.sise")
+    assert (code, out) == (2, "")
+    assert err == "usage: unknown key 'pool.sise'; did you mean 'pool.size'?\n"
+
+
+def test_diff_lists_differing_leaves_with_origins(project: Path) -> None:
+    code, out, err = run("diff", "base", "prod", environ={})
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert "pool.size: 10 (profiles/base.toml:4) -> 50 (profiles/prod.yaml:7)" in lines
+    assert "engine: sqlite -> postgresql" in lines
+    assert "database.password: (unset) -> file /run/secrets/pg (profiles/prod.yaml:4)" in lines
+
+
+def test_diff_exit_code_flag_and_identical_profiles(project: Path) -> None:
+    assert run("diff", "--exit-code", "base", "prod", environ={})[0] == 3
+    assert run("diff", "prod", "prod") == (0, "no differences between prod and prod\n", "")
+    assert run("diff", "--exit-code", "prod", "prod")[0] == 0
+
+
+def test_diff_of_a_missing_profile_fails_with_one_line(project: Path) -> None:
+    code, out, err = run("diff", "base", "staging", environ={})
+    assert (code, out) == (1, "")
+    assert err == "profiles/: no profile 'staging' (available: base, prod)\n"
+
+
+# ---------------------------------------------------------------- schema, env-vars
+
+
+def test_schema_prints_the_checked_in_schema(project: Path) -> None:
+    code, out, err = run("schema")
+    assert (code, err) == (0, "")
+    assert out == schema_text() == (REPO / "schema" / "dbprofile.schema.json").read_text()
+
+
+def test_schema_check_without_the_file_fails_cleanly(project: Path) -> None:
+    code, out, err = run("schema", "--check")
+    assert (code, out) == (1, "")
+    assert err == "schema/dbprofile.schema.json: cannot read: No such file or directory\n"
+
+
+def test_env_vars_lists_every_variable_of_the_key_model(project: Path) -> None:
+    code, out, err = run("env-vars")
+    assert (code, err) == (0, "")
+    listed = [line.split()[0] for line in out.splitlines()]
+    assert listed == [k.env for k in KEYS if k.env]
+    code, out, _ = run("env-vars", "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["variable"]: r["key"] for r in rows} == {k.env: k.path for k in KEYS if k.env}
+    code, out, _ = run("env-vars", "--format", "markdown")
+    assert code == 0
+    assert out.splitlines()[0] == "| variable | key | type | default | meaning |"
+    assert len(out.splitlines()) == 2 + len(rows)
+
+
+# ---------------------------------------------------------------- help and usage
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command: str) -> None:
+    code, out, err = run(command, "--help")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"usage: dbprofile {command}")
+    assert "examples:" in out
+
+
+def test_top_level_help_lists_the_compiler_commands() -> None:
+    code, out, err = run("--help")
+    assert (code, err) == (0, "")
+    for command in COMMANDS:
+        assert f"\n    {command} " in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("bogus",),
+        (),
+        ("compile", "--format", "xml"),
+        ("compile", "--no-such-flag"),
+        ("diff", "only-one"),
+        ("explain", "a", "b"),
+        ("env-vars", "--format", "yaml"),
+    ],
+)
+def test_usage_errors_exit_2_on_stderr_without_traceback(
+    argv: tuple[str, ...], project: Path
+) -> None:
+    code, out, err = run(*argv)
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: dbprofile")
+    assert "Traceback" not in err
+
+
+def test_configuration_errors_exit_1_without_traceback(project: Path) -> None:
+    for argv in (
+        ("compile", "--profile", "nope"),
+        ("compile", "--profiles-dir", "nowhere", "--profile", "prod"),
+        ("explain", "--profile", "prod", "--set", "pool.size=x"),
+        ("validate", "no/such/file.toml"),
+    ):
+        code, out, err = run(*argv)
+        assert (code, out) == (1, ""), argv
+        assert err, argv
+        assert "Traceback" not in err, argv
+
+
+# ---------------------------------------------------------------- imports
+
+FORBIDDEN = ("sqlalchemy", "psycopg", "cryptography", "prometheus_client", "alembic", "jsonschema")
+PROBE = """
+import io, json, sys
+from dbprofile.cli import main
+for fmt in ("json", "toml", "env", "text"):
+    code = main(["compile", "--profile", "prod", "--format", fmt],
+                stdout=io.StringIO(), stderr=sys.stderr)
+    assert code == 0, code
+code = main(["explain", "--profile", "prod"], stdout=io.StringIO(), stderr=sys.stderr)
+assert code == 0, code
+code = main(["validate"], stdout=io.StringIO(), stderr=sys.stderr)
+assert code == 0, code
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_compile_imports_no_heavy_package() -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO),
+        "LETTA_PG_PASSWORD": "x",
+        "LETTA_ENCRYPTION_KEY": "y",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout))
+    assert "dbprofile" in loaded
+    assert loaded.isdisjoint(FORBIDDEN), loaded & set(FORBIDDEN)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names imported anywhere in a file (relative ones resolved)."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _imports_under(folder: str) -> dict[str, set[str]]:
+    files = sorted((REPO / "dbprofile" / folder).rglob("*.py"))
+    assert files
+    return {str(f.relative_to(REPO)): _imports(f) for f in files}
+
+
+def _hits(imports: dict[str, set[str]], prefixes: tuple[str, ...]) -> dict[str, set[str]]:
+    found = {}
+    for file, names in imports.items():
+        bad = {n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes)}
+        if bad:
+            found[file] = bad
+    return found
+
+
+def test_compiler_never_imports_the_runtime_or_heavy_packages() -> None:
+    imports = _imports_under("compiler")
+    assert _hits(imports, ("dbprofile.runtime", "dbprofile.crypto", *FORBIDDEN, "psycopg2")) == {}
+
+
+def test_runtime_never_imports_the_compiler() -> None:
+    assert _hits(_imports_under("runtime"), ("dbprofile.compiler",)) == {}
+
+
+def test_import_scan_sees_relative_imports() -> None:
+    sample = REPO / "dbprofile" / "compiler" / "merge.py"
+    assert "dbprofile.compiler.load" in _imports(sample)
