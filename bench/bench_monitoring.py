@@ -1,0 +1,149 @@
+"""Pool monitoring overhead: pooled checkout + ``SELECT 1`` + checkin, monitoring on vs off.
+
+Two engines from ``dbprofile.create_engine`` with the same spec (QueuePool of 5, psycopg 3,
+a throwaway PostgreSQL started by tests/pg.py's helper, SCRAM over loopback) differ only
+in ``monitoring.enabled``. Each round runs a short block of ``--ops`` operations on each
+engine, in a random order per round, so both see the same machine load; the report gives
+the median throughput of each, the median of the per-round ratios (on / off), and the
+client's CPU time per operation (``time.process_time``), whose difference is the
+monitor's own cost and is not blurred by other processes. Done with pre-ping on (the
+default) and off (where the monitor's share of the work is largest).
+
+    .venv/bin/python bench/bench_monitoring.py [--rounds 60] [--ops 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+import dbprofile  # noqa: E402
+from dbprofile.spec import (  # noqa: E402
+    DatabaseSpec,
+    EngineSpec,
+    MonitoringSpec,
+    PoolSpec,
+    Secret,
+)
+from tests.pg import PostgresServer, find_pg_bindir  # noqa: E402
+
+SELECT_1 = sa.text("SELECT 1")
+
+
+def spec_for(server: PostgresServer, *, monitoring: bool, pre_ping: bool) -> EngineSpec:
+    return EngineSpec(
+        engine="postgresql",
+        url="(bench)",
+        profile="bench",
+        database=DatabaseSpec(
+            name="bench",
+            user=server.user,
+            host=server.host,
+            port=server.port,
+            password=Secret("env", "BENCH_PG_PASSWORD", "database.password"),
+        ),
+        pool=PoolSpec(enabled=True, size=5, max_overflow=0, pre_ping=pre_ping),
+        monitoring=MonitoringSpec(enabled=monitoring, interval=30),
+    )
+
+
+def run_ops(engine: sa.Engine, ops: int) -> tuple[float, float]:
+    """(operations per second, client CPU microseconds per operation) for ``ops``
+    checkout + SELECT 1 + checkin."""
+    cpu0, start = time.process_time(), time.perf_counter()
+    for _ in range(ops):
+        with engine.connect() as conn:
+            conn.execute(SELECT_1).scalar()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return ops / wall, cpu / ops * 1e6
+
+
+def measure(server: PostgresServer, *, pre_ping: bool, rounds: int, ops: int) -> dict[str, Any]:
+    environ = {"BENCH_PG_PASSWORD": server.password}
+    registry = CollectorRegistry()
+    engines = {
+        "off": dbprofile.create_engine(
+            spec_for(server, monitoring=False, pre_ping=pre_ping), environ=environ
+        ),
+        "on": dbprofile.create_engine(
+            spec_for(server, monitoring=True, pre_ping=pre_ping),
+            environ=environ,
+            registry=registry,
+        ),
+    }
+    try:
+        for engine in engines.values():  # warm: open the pool's connection, fill caches
+            run_ops(engine, ops // 4)
+        rates: dict[str, list[float]] = {"off": [], "on": []}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}
+        ratios = []
+        for _ in range(rounds):
+            order = list(engines)
+            random.shuffle(order)
+            this_round = {name: run_ops(engines[name], ops) for name in order}
+            for name, (rate, cpu_us) in this_round.items():
+                rates[name].append(rate)
+                cpu[name].append(cpu_us)
+            ratios.append(this_round["on"][0] / this_round["off"][0])
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    return {
+        "off": statistics.median(rates["off"]),
+        "on": statistics.median(rates["on"]),
+        "ratio": statistics.median(ratios),
+        "cpu_off": statistics.median(cpu["off"]),
+        "cpu_on": statistics.median(cpu["on"]),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--ops", type=int, default=300)
+    args = parser.parse_args()
+    bindir = find_pg_bindir()
+    if bindir is None:
+        print("PostgreSQL binaries not found; run scripts/system-deps", file=sys.stderr)
+        return 1
+    server = PostgresServer(bindir)
+    try:
+        server.init()
+        server.start()
+        server.create_database("bench")
+        print(
+            f"PostgreSQL {server.server_version} on 127.0.0.1:{server.port}; "
+            f"{args.rounds} rounds x {args.ops} ops per engine, interleaved"
+        )
+        print(
+            f"{'pre_ping':<9} {'off ops/s':>10} {'on ops/s':>10} {'on/off':>7} "
+            f"{'off cpu us/op':>14} {'on cpu us/op':>13}"
+        )
+        worst = 1.0
+        for pre_ping in (True, False):
+            r = measure(server, pre_ping=pre_ping, rounds=args.rounds, ops=args.ops)
+            worst = min(worst, r["ratio"])
+            print(
+                f"{pre_ping!s:<9} {r['off']:>10.0f} {r['on']:>10.0f} {r['ratio']:>7.3f} "
+                f"{r['cpu_off']:>14.1f} {r['cpu_on']:>13.1f}"
+            )
+    finally:
+        server.cleanup()
+    target = 0.95
+    print(f"median on/off ratio >= {target}: {'yes' if worst >= target else 'NO'}")
+    return 0 if worst >= target else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
