@@ -103,6 +103,7 @@ def file_trees(draw: st.DrawFn) -> dict[str, Any]:
 # ---------------------------------------------------------------- merge laws
 
 
+@settings(deadline=None)
 @given(file_trees(), st.integers(min_value=0, max_value=2))
 def test_an_empty_layer_is_the_identity_of_merge(tree: dict[str, Any], where: int) -> None:
     layers = [defaults_layer(), _file_layer("p", tree)]
@@ -116,6 +117,7 @@ def test_an_empty_layer_is_the_identity_of_merge(tree: dict[str, Any], where: in
     }
 
 
+@settings(deadline=None)
 @given(st.data(), st.integers(min_value=1, max_value=5))
 def test_for_scalars_the_last_layer_wins(data: st.DataObject, count: int) -> None:
     key, values = data.draw(keyed_values(count))
@@ -130,6 +132,7 @@ def test_for_scalars_the_last_layer_wins(data: st.DataObject, count: int) -> Non
     assert len(trail) == count + (key.default is not None)
 
 
+@settings(deadline=None)
 @given(file_trees(), file_trees())
 def test_tables_deep_merge_keys_from_both_layers(low: dict[str, Any], high: dict[str, Any]) -> None:
     merged, _ = merge_layers([_file_layer("low", low), _file_layer("high", high)])
@@ -151,7 +154,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_env_beats_files_and_set_beats_env_for_every_scalar_key(data: st.DataObject) -> None:
     key, (in_file, in_env, in_set) = data.draw(keyed_values(3))
@@ -236,7 +239,7 @@ def specs(draw: st.DrawFn) -> EngineSpec:
     return attrs.evolve(spec, fingerprint=fingerprint_of(spec))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # the first builds the cattrs converter
 @given(specs())
 def test_spec_survives_unstructure_json_structure(spec: EngineSpec) -> None:
     data = json.loads(json.dumps(spec_to_dict(spec)))
@@ -301,7 +304,7 @@ def test_compile_output_is_identical_across_runs_and_hash_seeds(tmp_path: Path) 
 _url_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=16)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)  # the first example imports SQLAlchemy
 @given(
     user=_url_text,
     host=st.one_of(
