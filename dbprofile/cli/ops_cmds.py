@@ -148,19 +148,33 @@ def cmd_migrate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
+    """A driver message on one line: its lines joined as sentences ("refused. Is the...")."""
+    lines = [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
+    out = ""
+    for line in filter(None, lines):
+        if out:
+            out += " " if out.endswith((".", "?", "!", ":", ";")) else ". "
+        out += line
+    return out
 
 
 def _describe_failure(exc: BaseException, spec: Any) -> str:
-    """The driver's own message for database errors; ``Type: message`` otherwise."""
+    """The driver's own message for database errors (a connection failure classified as
+    ``dbprofile check`` does); ``Type: message`` otherwise."""
     import sqlalchemy.exc
 
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
         orig = exc.orig
         text = _one_line(str(orig))
         if exc.statement is None:  # failed before any statement: connecting
-            hint = _connection_hint(text, spec)
-            return f"cannot connect to {spec.url}: {text}{hint}"
+            from dbprofile.runtime.check import classify_failure
+            from dbprofile.runtime.errors import sqlstate_of
+
+            kind = classify_failure(text, sqlstate_of(orig))
+            text = re.sub(r"^connection failed: ", "", text)
+            text = re.sub(r"FATAL:\s+", "", text)
+            text = re.sub(r"\.? ?Is the server running .*$", "", text)
+            return f"cannot connect: {kind}: {text} ({spec.url}){_HINTS.get(kind, '')}"
         return f"{type(orig).__name__}: {text}"
     if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
         text = str(exc).split("\n", 1)[0]
@@ -169,17 +183,22 @@ def _describe_failure(exc: BaseException, spec: Any) -> str:
     return f"{type(exc).__name__}: {_one_line(str(exc))} (--traceback shows where)"
 
 
-def _connection_hint(text: str, spec: Any) -> str:
-    lowered = text.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return "; check database.password (LETTA_PG_PASSWORD) and database.user (LETTA_PG_USER)"
-    if "connection refused" in lowered or "could not translate host name" in lowered:
-        return "; check database.host and database.port (LETTA_PG_HOST, LETTA_PG_PORT)"
-    if "does not exist" in lowered and "database" in lowered:
-        return "; create the database first (createdb), or fix database.name (LETTA_PG_DB)"
-    if "timeout expired" in lowered:
-        return "; the server did not answer in time: check the network and database.host"
-    return ""
+# What to do, per failure kind of dbprofile.runtime.check.classify_failure.
+_HINTS = {
+    "authentication failed": "; check database.password (LETTA_PG_PASSWORD) "
+    "and database.user (LETTA_PG_USER)",
+    "nothing listening": "; is PostgreSQL running there? check database.host and "
+    "database.port (LETTA_PG_HOST, LETTA_PG_PORT)",
+    "unknown host": "; check database.host (LETTA_PG_HOST)",
+    "database does not exist": "; create it first (createdb), or fix database.name (LETTA_PG_DB)",
+    "TLS required": "; the server wants TLS: set database.options.sslmode to require "
+    "(or verify-full)",
+    "TLS certificate rejected": "; check sslrootcert and that database.host matches the "
+    "certificate (database.options)",
+    "timeout": "; no answer within connect_timeout: check the network path to database.host",
+    "cannot open database": "; check sqlite.path (LETTA_SQLITE_PATH) and that its directory "
+    "is writable",
+}
 
 
 # Where a driver could ever quote a credential: libpq's conninfo and URLs.

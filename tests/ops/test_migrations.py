@@ -319,7 +319,10 @@ def test_a_wrong_password_is_one_line_naming_what_to_check(
     environ = {**example_role, "LETTA_PG_PASSWORD": "wrong-" + PASSWORD}
     code, _, err = migrate("--profile", "postgres", "upgrade", "head", environ=environ)
     line = assert_one_line_error(
-        code, err, "cannot connect to postgresql+psycopg://example:***@", "password authentication"
+        code,
+        err,
+        "migrate: upgrade failed: cannot connect: authentication failed: connection to server",
+        "(postgresql+psycopg://example:***@127.0.0.1:",
     )
     assert "LETTA_PG_PASSWORD" in line
     assert "s3cr" not in err
@@ -329,7 +332,7 @@ def test_nothing_listening_is_one_line_naming_host_and_port(project: Path) -> No
     environ = {"LETTA_PG_PORT": str(free_port()), "LETTA_PG_PASSWORD": PASSWORD}
     code, _, err = migrate("--profile", "postgres", "upgrade", "head", environ=environ)
     line = assert_one_line_error(
-        code, err, "cannot connect to", "check database.host and database.port"
+        code, err, "cannot connect: nothing listening", "check database.host and database.port"
     )
     assert "s3cr" not in err
     assert "Connection refused" in line or "connection refused" in line.lower()
