@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import subprocess
 import sys
@@ -37,12 +38,16 @@ LETTA_VECTORS = [
 ]
 
 
+@functools.lru_cache(maxsize=64)
+def reference_pbkdf2(key: str, salt: bytes) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", key.encode(), salt, 100_000, 32)
+
+
 def reference_letta_decrypt(stored: str, key: str) -> str:
     """Letta's algorithm written independently: hashlib's PBKDF2, manual slicing."""
     raw = base64.b64decode(stored)
     salt, nonce, body = raw[:16], raw[16:28], raw[28:]
-    aes_key = hashlib.pbkdf2_hmac("sha256", key.encode(), salt, 100_000, 32)
-    return AESGCM(aes_key).decrypt(nonce, body, None).decode()
+    return AESGCM(reference_pbkdf2(key, salt)).decrypt(nonce, body, None).decode()
 
 
 def reference_letta_encrypt(plaintext: str, key: str, salt: bytes, nonce: bytes) -> str:
