@@ -33,8 +33,6 @@ try:
     import sqlalchemy
     from sqlalchemy import event
     from sqlalchemy.engine import URL, Engine
-    from sqlalchemy.orm import Session
-    from sqlalchemy.orm import sessionmaker as sa_sessionmaker
     from sqlalchemy.pool import NullPool, Pool, QueuePool, StaticPool
 except ModuleNotFoundError as _exc:  # pragma: no cover - exercised in a subprocess test
     raise DriverMissingError("sqlalchemy", "runtime", "dbprofile's runtime") from _exc
@@ -49,9 +47,11 @@ from dbprofile.runtime.sqlite import MEMORY, install_sqlite_hooks, prepare_sqlit
 from dbprofile.runtime.urls import postgres_url, sqlite_url
 from dbprofile.spec import EngineSpec
 
-if TYPE_CHECKING:  # the asyncio extension needs greenlet: imported only when used
+if TYPE_CHECKING:  # the ORM costs ~50 ms to import, the asyncio extension needs greenlet
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
     from sqlalchemy.ext.asyncio import async_sessionmaker as sa_async_sessionmaker
+    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import sessionmaker as sa_sessionmaker
 
 __all__ = [
     "async_sessionmaker",
@@ -215,6 +215,8 @@ def create_async_engine(
 def sessionmaker(engine: Engine, **kwargs: Any) -> sa_sessionmaker[Session]:
     """A session factory with Letta's settings: ``expire_on_commit=False``,
     ``autoflush=False`` (either can be overridden)."""
+    from sqlalchemy.orm import sessionmaker as sa_sessionmaker
+
     kwargs.setdefault("expire_on_commit", False)
     kwargs.setdefault("autoflush", False)
     return sa_sessionmaker(bind=engine, **kwargs)

@@ -17,6 +17,7 @@ from dbprofile.spec import (
     EngineSpec,
     PoolSpec,
     Secret,
+    SqliteSpec,
     render_url,
     spec_to_dict,
 )
@@ -139,3 +140,111 @@ def test_runtime_never_imports_the_compiler() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def literal_and_encrypted_spec() -> EngineSpec:
+    from attrs import evolve
+
+    from dbprofile.spec import EncryptionSpec, MonitoringSpec, Origin
+
+    base = sample_spec()
+    assert base.database is not None
+    db = evolve(
+        base.database,
+        password=Secret(source="encrypted", ref="enc:v1:abc:def", key_path="database.password"),
+        port=None,
+    )
+    return evolve(
+        base,
+        database=db,
+        encryption=EncryptionSpec(
+            key=Secret(source="literal", ref="profiles/dev.toml:9", key_path="encryption.key")
+        ),
+        monitoring=MonitoringSpec(enabled=False, interval=5),
+        provenance=(
+            ("pool.size", Origin("profiles/prod.yaml:20", ("profiles/base.toml:3", "default"))),
+            ("database.host", Origin("env LETTA_PG_HOST")),
+        ),
+        fingerprint="sha256:00",
+        sqlite=SqliteSpec(path="~/.letta/sqlite.db"),
+        echo=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        sample_spec(),
+        literal_and_encrypted_spec(),
+        EngineSpec(
+            engine="sqlite",
+            url="sqlite:///x",
+            sqlite=__import__("dbprofile.spec").spec.SqliteSpec("x"),
+        ),
+    ],
+)
+def test_fast_reader_builds_exactly_what_cattrs_builds(spec: EngineSpec) -> None:
+    from dbprofile.runtime.load import _fast_structure
+    from dbprofile.spec import structure_spec
+
+    data = json.loads(json.dumps(spec_to_dict(spec)))
+    assert _fast_structure(data) == structure_spec(data) == spec
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("pool", "size"), "5"),  # cattrs coerces; the fast reader defers to it
+        (("pool", "timeout"), 7),
+        (("database", "port"), "5432"),
+        (("echo",), 0),
+    ],
+)
+def test_unusual_values_get_the_same_result_as_cattrs(
+    tmp_path: Path, path: tuple[str, ...], value: Any
+) -> None:
+    from dbprofile.spec import structure_spec
+
+    data = spec_to_dict(sample_spec())
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    try:
+        expected: Any = structure_spec(json.loads(json.dumps(data)))
+    except Exception:
+        expected = SpecError
+    if expected is SpecError:
+        with pytest.raises(SpecError):
+            load_spec(write(tmp_path, data))
+    else:
+        assert load_spec(write(tmp_path, data)) == expected
+
+
+def test_a_compiled_spec_loads_without_importing_cattrs(tmp_path: Path) -> None:
+    path = write(tmp_path, spec_to_dict(literal_and_encrypted_spec()))
+    code = (
+        "import sys\n"
+        "from dbprofile import load_spec\n"
+        f"load_spec({str(path)!r})\n"
+        "print('cattrs' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
+
+
+def test_fast_reader_agrees_with_cattrs_on_compiler_output(tmp_path: Path) -> None:
+    from dbprofile.compiler.pipeline import compile_profile
+    from dbprofile.runtime.load import _fast_structure
+    from dbprofile.spec import structure_spec
+
+    environ = {
+        "LETTA_PG_URI": "postgres://letta:pw@db:5432/letta?sslmode=require&application_name=x",
+        "LETTA_PG_POOL_SIZE": "40",
+        "LETTA_DISABLE_SQLALCHEMY_POOLING": "false",
+        "LETTA_ENCRYPTION_KEY": "k",
+    }
+    spec = compile_profile(None, profiles_dir=tmp_path, environ=environ)
+    data = json.loads(json.dumps(spec_to_dict(spec)))
+    assert _fast_structure(data) == structure_spec(data)
+    assert load_spec(data).pool.size == 40
