@@ -175,7 +175,10 @@ def _describe_failure(exc: BaseException, spec: Any) -> str:
             text = re.sub(r"FATAL:\s+", "", text)
             text = re.sub(r"\.? ?Is the server running .*$", "", text)
             return f"cannot connect: {kind}: {text} ({spec.url}){_HINTS.get(kind, '')}"
-        return f"{type(orig).__name__}: {text}"
+        # A statement's error: the server's primary message (its LINE/caret lines and
+        # the statement itself are in the alembic log above, or with --traceback).
+        first = next((ln.strip() for ln in str(orig).splitlines() if ln.strip()), "")
+        return f"{type(orig).__name__}: {first}"
     if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
         text = str(exc).split("\n", 1)[0]
         text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)

@@ -338,6 +338,36 @@ def test_nothing_listening_is_one_line_naming_host_and_port(project: Path) -> No
     assert "Connection refused" in line or "connection refused" in line.lower()
 
 
+@pytest.mark.postgres
+def test_a_failing_migration_on_postgresql_names_the_server_error_and_rolls_back(
+    pg: Any, project: Path, example_role: dict[str, str]
+) -> None:
+    (project / "migrations" / "versions" / "0003_broken.py").write_text(
+        '"""broken"""\n'
+        "from alembic import op\n"
+        'revision = "0003"\n'
+        'down_revision = "0002"\n'
+        "branch_labels = None\n"
+        "depends_on = None\n\n\n"
+        "def upgrade():\n"
+        '    op.execute("CREATE TABLE half_done (id int)")\n'
+        '    op.execute("INSERT INTO no_such_table VALUES (1)")\n\n\n'
+        "def downgrade():\n"
+        "    pass\n"
+    )
+    code, _, err = migrate("--profile", "postgres", "upgrade", "head", environ=example_role)
+    assert_one_line_error(
+        code,
+        err,
+        'migrate: upgrade failed: UndefinedTable: relation "no_such_table" does not exist',
+    )
+    assert "LINE 1" not in err
+    # Transactional DDL, one transaction per run (alembic's default): nothing is left
+    # behind, not even the revisions before the failing one.
+    assert pg_tables(pg, "example") == {}
+    assert migrate("--profile", "postgres", "current", environ=example_role)[1].strip() == ""
+
+
 def test_a_missing_password_variable_is_one_line(project: Path) -> None:
     code, _, err = migrate("--profile", "postgres", "upgrade", "head", environ={})
     assert_one_line_error(code, err, "LETTA_PG_PASSWORD")
