@@ -205,6 +205,8 @@ def parse_toml(text: str, label: str) -> tuple[dict[str, Any], Positions]:
             line, col = int(m.group(1)), int(m.group(2))
             msg = msg[: m.start()]
         msg = msg[:1].lower() + msg[1:]
+        if msg.startswith("cannot overwrite a value") or msg.startswith("cannot declare"):
+            msg = "duplicate key or table (set twice)"
         raise ProblemsFound(
             [Problem(label, line, col, message=f"cannot parse TOML: {msg}")]
         ) from None

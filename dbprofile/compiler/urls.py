@@ -106,6 +106,13 @@ def parse_uri(uri: str) -> UriParts:
         if idx != -1:
             netloc_end = min(netloc_end, idx)
     netloc, tail = rest[:netloc_end], rest[netloc_end:]
+    path_part = tail.split("?", 1)[0]
+    if "@" not in netloc and (
+        "@" in path_part or (tail.startswith("?") and "@" in tail.split("/", 1)[0])
+    ):
+        raise UriError(
+            "has '/' or '?' before its '@'; percent-encode them in the user or password (%2F, %3F)"
+        )
     path, _, query = tail.partition("?")
 
     userinfo, at, hostinfo = netloc.rpartition("@")
