@@ -158,6 +158,15 @@ class BackfillResult:
         return text
 
 
+def _quiet(engine: sa.Engine) -> sa.Engine:
+    """The same engine (same pool) that never logs or reports bound parameters or rows:
+    they hold plaintext and ciphertext. ``echo`` in a profile must not leak them."""
+    quiet = engine.execution_options()
+    quiet.hide_parameters = True
+    quiet.echo = False
+    return quiet
+
+
 def _reflect(conn: sa.Connection, table: str, schema: str | None) -> sa.Table:
     try:
         return sa.Table(table, sa.MetaData(), autoload_with=conn, schema=schema)
@@ -191,12 +200,14 @@ def encrypt_column(
     → counted as unreadable and left unchanged. Rows are read in primary-key order,
     ``batch`` at a time, each batch in its own transaction; an update only lands if
     the target still holds what was read, so a concurrent writer is never overwritten.
-    ``progress(done, total)`` is called after each batch.
+    ``progress(done, total)`` is called after each batch. SQL echo is off and bound
+    parameters are hidden from logs and errors for this work (they hold secrets).
     """
     if batch < 1:
         raise UsageError(f"--batch must be >= 1, got {batch}")
     if _usable_key(key) is None:
         raise SecretError(KEY_ENV, "no encryption key configured; nothing can be encrypted")
+    engine = _quiet(engine)
     with engine.connect() as conn:
         tbl = _reflect(conn, table, schema)
         pk = list(tbl.primary_key.columns)
