@@ -4,9 +4,7 @@ Importing ``dbprofile`` is cheap: the runtime (SQLAlchemy, psycopg) loads only w
 ``create_engine`` and friends are first used.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from dbprofile.errors import (
     DatabaseDeadlockError,
@@ -22,7 +20,7 @@ from dbprofile.errors import (
 )
 from dbprofile.spec import EngineSpec
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from dbprofile.compiler.pipeline import compile_profile
     from dbprofile.runtime.engines import (
         async_sessionmaker,
@@ -62,7 +60,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dbprofile' has no attribute {name!r}")
