@@ -2,11 +2,12 @@
 
 Two engines from ``dbprofile.create_engine`` with the same spec (QueuePool of 5, psycopg 3,
 a throwaway PostgreSQL started by tests/pg.py's helper, SCRAM over loopback) differ only
-in ``monitoring.enabled``. Each round runs a short block of ``--ops`` operations on each
-engine, in a random order per round, so both see the same machine load; the report gives
-the median throughput of each, the median of the per-round ratios (on / off), and the
-client's CPU time per operation (``time.process_time``), whose difference is the
-monitor's own cost and is not blurred by other processes. Done with pre-ping on (the
+in ``monitoring.enabled``. The two are interleaved operation by operation (on, off, off,
+on, … so neither always goes first), each operation timed alone, so both see the same
+machine load even on a busy machine; a round is ``--ops`` operations on each. The report
+gives the median throughput of each over the rounds, the median of the per-round ratios
+(on / off), and the client's CPU time per operation (``time.process_time``, measured in
+separate blocks), whose difference is the monitor's own cost. Done with pre-ping on (the
 default) and off (where the monitor's share of the work is largest).
 
     .venv/bin/python bench/bench_monitoring.py [--rounds 60] [--ops 300]
@@ -69,6 +70,21 @@ def run_ops(engine: sa.Engine, ops: int) -> tuple[float, float]:
     return ops / wall, cpu / ops * 1e6
 
 
+def run_interleaved(engines: dict[str, sa.Engine], ops: int) -> dict[str, float]:
+    """Operations per second of each engine, operations alternating between them."""
+    spent = dict.fromkeys(engines, 0.0)
+    names = list(engines)
+    clock = time.perf_counter
+    for i in range(ops):
+        for name in names if i % 2 == 0 else reversed(names):
+            engine = engines[name]
+            t0 = clock()
+            with engine.connect() as conn:
+                conn.execute(SELECT_1).scalar()
+            spent[name] += clock() - t0
+    return {name: ops / seconds for name, seconds in spent.items()}
+
+
 def measure(server: PostgresServer, *, pre_ping: bool, rounds: int, ops: int) -> dict[str, Any]:
     environ = {"BENCH_PG_PASSWORD": server.password}
     registry = CollectorRegistry()
@@ -89,13 +105,14 @@ def measure(server: PostgresServer, *, pre_ping: bool, rounds: int, ops: int) ->
         cpu: dict[str, list[float]] = {"off": [], "on": []}
         ratios = []
         for _ in range(rounds):
+            this_round = run_interleaved(engines, ops)
+            for name, rate in this_round.items():
+                rates[name].append(rate)
+            ratios.append(this_round["on"] / this_round["off"])
             order = list(engines)
             random.shuffle(order)
-            this_round = {name: run_ops(engines[name], ops) for name in order}
-            for name, (rate, cpu_us) in this_round.items():
-                rates[name].append(rate)
-                cpu[name].append(cpu_us)
-            ratios.append(this_round["on"][0] / this_round["off"][0])
+            for name in order:
+                cpu[name].append(run_ops(engines[name], max(1, ops // 3))[1])
     finally:
         for engine in engines.values():
             engine.dispose()
