@@ -33,7 +33,8 @@ it. Each monitor keeps its counts and histogram buckets as plain integers under 
 a lock per sample, which costs several per checkout); the collector renders every live
 monitor's state, labelled ``engine`` and ``pool_mode``, at scrape time. Two engines in a
 process therefore never collide; a second live engine with the same name in the same
-registry is labelled ``NAME-2`` (with a warning) rather than merged into the first; and
+registry with the same ``pool_mode`` is labelled ``NAME-2`` (with a warning) rather than
+merged into the first (a sync and an async engine of one profile do not clash); and
 unregistering an engine is just dropping it from the collector's list.
 
 ``pool_mode`` is the SQLAlchemy pool class (``QueuePool``, ``AsyncAdaptedQueuePool``,
@@ -219,19 +220,26 @@ class _PoolCollector:
     )
 
     def __init__(self) -> None:
-        self.monitors: weakref.WeakValueDictionary[str, PoolMonitor] = weakref.WeakValueDictionary()
+        # Keyed by the label values (engine, pool_mode): the series they identify.
+        self.monitors: weakref.WeakValueDictionary[tuple[str, str], PoolMonitor] = (
+            weakref.WeakValueDictionary()
+        )
         self.lock = threading.Lock()
 
-    def unique_name(self, wanted: str) -> str:
+    def unique_name(self, wanted: str, pool_mode: str) -> str:
+        """``wanted``, or ``wanted-2``, ``-3``… when a live engine already has the same
+        labels (a sync and an async engine of one profile differ by pool_mode: no clash)."""
         name, n = wanted, 1
-        while name in self.monitors:
+        while (name, pool_mode) in self.monitors:
             n += 1
             name = f"{wanted}-{n}"
         if name != wanted:
             logger.warning(
-                "pool monitoring: an engine named %r is already monitored in this registry; "
-                "this one is labelled engine=%r (pass name= to create_engine to choose)",
+                "pool monitoring: an engine named %r (%s) is already monitored in this "
+                "registry; this one is labelled engine=%r (pass name= to create_engine to "
+                "choose)",
                 wanted,
+                pool_mode,
                 name,
             )
         return name
@@ -364,13 +372,13 @@ class PoolMonitor:
         collector = _collector_for(registry)
         if collector is not None:
             with collector.lock:
-                self.name = collector.unique_name(name)
-                collector.monitors[self.name] = self
+                self.name = collector.unique_name(name, self.pool_mode)
+                collector.monitors[self.name, self.pool_mode] = self
         else:
             self.name = name
         # What must happen when the engine goes away, held apart from the monitor so that
         # it also runs when the engine (and with it this monitor) is garbage collected.
-        self._registration = _Registration(collector, self.name, self._stop)
+        self._registration = _Registration(collector, (self.name, self.pool_mode), self._stop)
 
         self._listeners: list[tuple[str, Callable[..., None]]] = self._make_listeners()
         for event_name, fn in self._listeners:
@@ -609,9 +617,11 @@ class PoolMonitor:
 class _Registration:
     """Undoes a monitor's registration: its series leave the registry, its thread stops."""
 
-    def __init__(self, collector: _PoolCollector | None, name: str, stop: threading.Event) -> None:
+    def __init__(
+        self, collector: _PoolCollector | None, key: tuple[str, str], stop: threading.Event
+    ) -> None:
         self.collector = collector
-        self.name = name
+        self.key = key
         self.stop = stop
 
     def __call__(self) -> None:
@@ -620,9 +630,9 @@ class _Registration:
         if collector is None:
             return
         with collector.lock:
-            current = collector.monitors.get(self.name)
+            current = collector.monitors.get(self.key)
             if current is not None and current._registration is self:
-                del collector.monitors[self.name]
+                del collector.monitors[self.key]
 
 
 def _run_monitor(ref: weakref.ref[PoolMonitor], stop: threading.Event, interval: float) -> None:

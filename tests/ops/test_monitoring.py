@@ -471,3 +471,29 @@ def test_histogram_buckets_are_upper_inclusive_and_cumulative_in_the_exposition(
     assert (bucket("0.0005"), bucket("0.001"), bucket("30.0"), bucket("+Inf")) == (1, 3, 3, 4)
     assert value(samples, "dbprofile_pool_checkout_wait_seconds_count", **LABELS) == 4
     engine.dispose()
+
+
+def test_a_sync_and_an_async_engine_of_one_profile_keep_the_name_apart_by_pool_mode(
+    tmp_path: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = EngineSpec(
+        engine="sqlite",
+        url="sqlite:///x",
+        profile="prod",
+        sqlite=SqliteSpec(str(tmp_path / "app.db")),
+        pool=PoolSpec(enabled=True, size=2),
+    )
+    with caplog.at_level(logging.WARNING, logger="dbprofile.pool"):
+        sync = dbprofile.create_engine(spec, registry=registry)
+        async_ = dbprofile.create_async_engine(spec, registry=registry)
+    assert "already monitored" not in caplog.text
+    samples = scrape(registry)
+    assert value(samples, "dbprofile_pool_size", engine="prod", pool_mode="QueuePool") == 2
+    assert (
+        value(samples, "dbprofile_pool_size", engine="prod", pool_mode="AsyncAdaptedQueuePool") == 2
+    )
+    sync.dispose()
+    import asyncio
+
+    asyncio.run(async_.dispose())
+    assert engines_in(scrape(registry)) == set()
