@@ -299,6 +299,12 @@ def test_the_postgres_profile_resolves_its_password_and_never_prints_it(
     with caplog.at_level(logging.DEBUG):
         code, out, err = migrate("--profile", "postgres", "upgrade", "head", environ=example_role)
         assert code == 0, err
+        # alembic prints the URL itself here ("Current revision(s) for ...").
+        code3, out3, err3 = migrate(
+            "--profile", "postgres", "current", "--verbose", environ=example_role
+        )
+        assert code3 == 0, err3
+        assert "Current revision(s) for postgresql+psycopg://example:***@" in out3
         code2, out2, err2 = migrate(
             "--profile", "postgres", "downgrade", "base", environ=example_role
         )
@@ -306,7 +312,7 @@ def test_the_postgres_profile_resolves_its_password_and_never_prints_it(
     captured = capfd.readouterr()
     assert "migrate: upgrade on postgresql+psycopg://example:***@127.0.0.1" in err
     assert "sslmode=disable" in err
-    everything = out + err + out2 + err2 + captured.out + captured.err + caplog.text
+    everything = out + err + out2 + err2 + out3 + err3 + captured.out + captured.err + caplog.text
     assert "***" in everything
     for form in (PASSWORD, "s3cr%25t", "s3cr"):
         assert form not in everything
