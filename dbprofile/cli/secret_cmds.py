@@ -64,8 +64,9 @@ the value only opens at that key).
   --path KEY.PATH            read the value on stdin (one trailing newline dropped)
                              and print the encrypted string
 
-A value that is already encrypted, or a reference ({{env = ...}}, {{file = ...}}), is
-refused. {_KEY_HELP}
+KEY.PATH must be a secret field (database.password; not encryption.key). A value
+that is already encrypted, or a reference ({{env = ...}}, {{file = ...}}), is refused.
+{_KEY_HELP}
 
 examples:
   dbprofile encrypt --in-place profiles/prod.yaml database.password
@@ -246,11 +247,24 @@ def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _check_encryptable(key_path: str) -> None:
+    """Only secret fields take enc:v1 values (the schema refuses them elsewhere), and
+    the encryption key cannot be one: it is what opens them."""
+    from dbprofile.compiler.keys import SECRET_PATHS
+
+    fields = sorted(".".join(p) for p in SECRET_PATHS if ".".join(p) != "encryption.key")
+    if key_path == "encryption.key":
+        raise UsageError("encryption.key cannot be encrypted: it is the key that opens the others")
+    if key_path not in fields:
+        raise UsageError(f"{key_path} is not a secret field; encrypt takes: {', '.join(fields)}")
+
+
 def cmd_encrypt(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile import crypto
     from dbprofile.editing import write_files
 
     file, key_path = _mode(args, "encrypt")
+    _check_encryptable(key_path)
     if file is not None and not args.in_place:
         raise UsageError("encrypt FILE KEY.PATH rewrites FILE: say so with --in-place")
     if file is None:

@@ -193,19 +193,26 @@ def test_encrypting_an_encrypted_value_is_refused(profiles: dict[str, Path]) -> 
 
 
 def test_encrypting_stdin_that_is_already_encrypted_is_refused() -> None:
-    token = crypto.seal_value("x", key=KEY, key_path="a")
-    result = run_cli(["encrypt", "--path", "a"], ENV, stdin=token.encode())
+    token = crypto.seal_value("x", key=KEY, key_path="database.password")
+    result = run_cli(["encrypt", "--path", "database.password"], ENV, stdin=token.encode())
     assert "already encrypted" in one_line_error(result.code, result.err)
     assert token not in result.err
 
 
-def test_encrypting_a_reference_is_refused(profiles: dict[str, Path]) -> None:
-    result = run_cli(["encrypt", "--in-place", str(profiles["yaml"]), "encryption.key"], ENV)
+def test_encrypting_a_non_secret_or_the_key_itself_is_refused(profiles: dict[str, Path]) -> None:
+    result = run_cli(["encrypt", "--in-place", str(profiles["yaml"]), "database.host"], ENV)
+    err = one_line_error(result.code, result.err, expected_code=2)
+    assert err == "usage: database.host is not a secret field; encrypt takes: database.password\n"
+    result = run_cli(["encrypt", "--path", "encryption.key"], ENV, stdin=b"k")
+    assert "encryption.key cannot be encrypted" in one_line_error(result.code, result.err, 2)
+
+
+def test_encrypting_a_reference_is_refused(tmp_path: Path) -> None:
+    profile = tmp_path / "p.yaml"
+    profile.write_text("database:\n  password:\n    env: PW\n")
+    result = run_cli(["encrypt", "--in-place", str(profile), "database.password"], ENV)
     err = one_line_error(result.code, result.err)
-    assert (
-        err
-        == f"{profiles['yaml']}:14: encryption.key: holds a reference (env), not a literal value\n"
-    )
+    assert err == f"{profile}:2: database.password: holds a reference (env), not a literal value\n"
 
 
 def test_wrong_key_names_both_ids(profiles: dict[str, Path]) -> None:
@@ -258,7 +265,9 @@ def test_missing_key_variable_is_named(profiles: dict[str, Path]) -> None:
 
 def test_missing_key_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    result = run_cli(["encrypt", "--path", "a", "--key-file", str(missing)], {}, stdin=b"x")
+    result = run_cli(
+        ["encrypt", "--path", "database.password", "--key-file", str(missing)], {}, stdin=b"x"
+    )
     err = one_line_error(result.code, result.err)
     assert f"secret file {missing} does not exist" in err
 
@@ -266,22 +275,26 @@ def test_missing_key_file_is_named(tmp_path: Path) -> None:
 def test_key_from_a_file(tmp_path: Path) -> None:
     keyfile = tmp_path / "key"
     keyfile.write_text(KEY + "\n")
-    result = run_cli(["encrypt", "--path", "a", "--key-file", str(keyfile)], {}, stdin=b"x")
-    assert crypto.open_value(result.out.strip(), key=KEY, key_path="a") == "x"
+    result = run_cli(
+        ["encrypt", "--path", "database.password", "--key-file", str(keyfile)], {}, stdin=b"x"
+    )
+    assert crypto.open_value(result.out.strip(), key=KEY, key_path="database.password") == "x"
 
 
 def test_empty_key_is_refused() -> None:
-    result = run_cli(["encrypt", "--path", "a"], {"LETTA_ENCRYPTION_KEY": ""}, stdin=b"x")
+    result = run_cli(
+        ["encrypt", "--path", "database.password"], {"LETTA_ENCRYPTION_KEY": ""}, stdin=b"x"
+    )
     assert "is empty" in one_line_error(result.code, result.err)
 
 
 def test_non_utf8_stdin_is_refused() -> None:
-    result = run_cli(["encrypt", "--path", "a"], ENV, stdin=b"\xff\xfesecret")
+    result = run_cli(["encrypt", "--path", "database.password"], ENV, stdin=b"\xff\xfesecret")
     assert "not UTF-8" in one_line_error(result.code, result.err)
 
 
 def test_empty_stdin_is_a_usage_error() -> None:
-    result = run_cli(["encrypt", "--path", "a"], ENV, stdin=b"")
+    result = run_cli(["encrypt", "--path", "database.password"], ENV, stdin=b"")
     one_line_error(result.code, result.err, expected_code=2)
 
 
@@ -304,7 +317,7 @@ def test_rotate_with_unset_new_key_variable_names_it(profiles: dict[str, Path]) 
     [
         ["encrypt"],
         ["encrypt", "file.yaml", "a.b"],  # no --in-place
-        ["encrypt", "--path", "a", "--in-place"],
+        ["encrypt", "--path", "database.password", "--in-place"],
         ["decrypt"],
         ["rotate-key", "f.yaml"],
         ["encrypt-column", "t", "a"],
@@ -327,7 +340,7 @@ def test_missing_key_path_in_file(profiles: dict[str, Path]) -> None:
 def test_unparseable_file_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("a = \n")
-    result = run_cli(["encrypt", "--in-place", str(bad), "a"], ENV)
+    result = run_cli(["encrypt", "--in-place", str(bad), "database.password"], ENV)
     err = one_line_error(result.code, result.err)
     assert err.startswith(f"{bad}:1")
     assert "cannot parse TOML" in err

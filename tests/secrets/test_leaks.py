@@ -36,6 +36,7 @@ ROW_VALUES = [planted(f"row{i}") for i in range(5)]
 LEGACY = planted("legacy")
 SECRETS = [KEY, NEW_KEY, PG_PASSWORD, URI_PASSWORD, FILE_SECRET, LITERAL, STDIN_VALUE, LEGACY]
 SECRETS += ROW_VALUES
+PW = "database.password"
 
 
 @pytest.fixture
@@ -134,9 +135,9 @@ def test_no_command_leaks_a_secret(
         (["keygen"], environ(), None, (), 0),
         (["encrypt", "--in-place", prod, "database.password"], environ(), None, (), 0),
         (["encrypt", "--in-place", prod, "database.password"], environ(), None, (), 1),
-        (["encrypt", "--in-place", prod, "database.host"], {}, None, (), 1),
-        (["encrypt", "--path", "x.y"], environ(), STDIN_VALUE.encode() + b"\n", (), 0),
-        (["encrypt", "--path", "x.y"], environ(), b"\xff" + STDIN_VALUE.encode(), (), 1),
+        (["encrypt", "--in-place", prod, "database.host"], {}, None, (), 2),
+        (["encrypt", "--path", PW], environ(), STDIN_VALUE.encode() + b"\n", (), 0),
+        (["encrypt", "--path", PW], environ(), b"\xff" + STDIN_VALUE.encode(), (), 1),
         (["decrypt", prod, "database.password"], environ(), None, (LITERAL,), 0),
         (["decrypt", prod, "extra.other", "--key-file", str(world["keyfile"])], {}, None,
          (FILE_SECRET,), 0),
