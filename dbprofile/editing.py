@@ -59,8 +59,13 @@ class ProfileDocument:
     def strings(self) -> Iterator[tuple[str, str]]:
         """Every string value in the file with its dotted key path, in file order."""
 
+        seen: set[int] = set()  # a YAML alias is walked once: no alias bombs
+
         def walk(node: Any, prefix: str) -> Iterator[tuple[str, str]]:
             if isinstance(node, Mapping):
+                if id(node) in seen:
+                    return
+                seen.add(id(node))
                 for key, value in node.items():
                     yield from walk(value, f"{prefix}.{key}" if prefix else str(key))
             elif isinstance(node, str):
@@ -167,6 +172,7 @@ def load_document(path: str | Path) -> ProfileDocument:
 
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
+    yaml.width = 1 << 16  # never re-fold long lines the author wrote on one line
     try:
         loaded: Any = yaml.load(text)
     except MarkedYAMLError as exc:

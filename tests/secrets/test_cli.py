@@ -344,3 +344,35 @@ def test_unparseable_file_is_one_line(tmp_path: Path) -> None:
     err = one_line_error(result.code, result.err)
     assert err.startswith(f"{bad}:1")
     assert "cannot parse TOML" in err
+
+
+def test_every_profile_in_the_repository_round_trips_unchanged() -> None:
+    from dbprofile.editing import load_document
+
+    root = Path(__file__).parents[2]
+    files = [
+        p
+        for pattern in ("profiles/*", "examples/**/profiles/*", "tests/data/valid/**/profiles/*")
+        for p in root.glob(pattern)
+        if p.suffix in {".toml", ".yaml", ".yml"}
+    ]
+    assert len(files) > 20
+    for path in files:
+        doc = load_document(path)
+        if doc.root:  # a comment-only file is never rewritten: it has nothing to encrypt
+            assert doc.render() == doc.original, path
+
+
+def test_long_lines_and_yaml_aliases_survive(tmp_path: Path) -> None:
+    profile = tmp_path / "p.yaml"
+    long_comment = "# " + "word " * 40
+    text = (
+        f"{long_comment}\nbase: &base\n  host: db\n  name: letta\n  user: letta\n"
+        f"database:\n  <<: *base\n  password: 'secret value'\n"
+        f"note: {('a long plain scalar with spaces ' * 5).strip()}\n"
+    )
+    profile.write_text(text)
+    result = run_cli(["encrypt", "--in-place", str(profile), "database.password"], ENV)
+    assert result.code == 0, result.err
+    token = token_in(profile)
+    assert profile.read_text() == text.replace("'secret value'", f"'{token}'")
