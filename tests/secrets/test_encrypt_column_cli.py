@@ -247,3 +247,22 @@ def test_postgres_10000_rows_killed_midway_resumes_and_rerun_is_a_no_op(
         database=database,
     )[0]
     assert skipped == 0
+
+
+def test_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -> None:
+    from tests.pg import free_port
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "down.toml").write_text(
+        f'[database]\nhost = "127.0.0.1"\nport = {free_port()}\nname = "x"\nuser = "u"\n'
+        'password = { env = "PW" }\n[pool]\ntimeout = 2\n'
+        '[encryption]\nkey = { env = "LETTA_ENCRYPTION_KEY" }\n'
+    )
+    argv = ["encrypt-column", "--profile", "down", "--profiles-dir", str(profiles), "t", "a", "b"]
+    result = run_cli([*argv, "--no-env"], {"LETTA_ENCRYPTION_KEY": KEY, "PW": "pw-s3cret"})
+    assert result.code == 1
+    assert result.err.count("\n") == 1
+    assert result.err.startswith("error: encrypt-column: OperationalError: connection")
+    assert "pw-s3cret" not in result.err
+    assert "Traceback" not in result.err
