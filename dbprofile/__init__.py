@@ -7,6 +7,7 @@ Importing ``dbprofile`` is cheap: the runtime (SQLAlchemy, psycopg) loads only w
 import typing as _typing
 
 from dbprofile.errors import (
+    DatabaseConnectionLostError,
     DatabaseDeadlockError,
     DatabaseLockNotAvailableError,
     DatabaseTimeoutError,
@@ -31,6 +32,7 @@ if _typing.TYPE_CHECKING:
     from dbprofile.runtime.load import load_spec
 
 __all__ = [
+    "DatabaseConnectionLostError",
     "DatabaseDeadlockError",
     "DatabaseLockNotAvailableError",
     "DatabaseTimeoutError",

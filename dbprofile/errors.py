@@ -16,6 +16,7 @@ Exception tree::
     UniqueConstraintViolationError(ValueError)       SQLSTATE 23505 / SQLite UNIQUE
     ForeignKeyConstraintViolationError(ValueError)   SQLSTATE 23503 / SQLite FOREIGN KEY
     DatabaseTimeoutError(Exception)                  pool checkout timeout, 57014
+    └── DatabaseConnectionLostError                  the connection broke while in use
     DatabaseLockNotAvailableError(Exception)         SQLSTATE 55P03
     DatabaseDeadlockError(Exception)                 SQLSTATE 40P01
 
@@ -30,6 +31,7 @@ from attrs import frozen
 
 __all__ = [
     "ConnectionCheckError",
+    "DatabaseConnectionLostError",
     "DatabaseDeadlockError",
     "DatabaseLockNotAvailableError",
     "DatabaseTimeoutError",
@@ -175,6 +177,15 @@ class DatabaseTimeoutError(Exception):
     def __init__(self, message: str, original_exception: BaseException | None = None) -> None:
         super().__init__(message)
         self.original_exception = original_exception
+
+
+class DatabaseConnectionLostError(DatabaseTimeoutError):
+    """The connection broke while in use (server restarted, network dropped).
+
+    The pool has already discarded its stale connections, so a retry gets a fresh one.
+    A ``DatabaseTimeoutError`` so that handlers mapping it to "503, try again" (as
+    Letta's do) cover it too. Not one of Letta's classes: dbprofile's addition.
+    """
 
 
 class DatabaseLockNotAvailableError(Exception):

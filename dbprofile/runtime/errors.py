@@ -36,6 +36,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from dbprofile.errors import (
+    DatabaseConnectionLostError,
     DatabaseDeadlockError,
     DatabaseLockNotAvailableError,
     DatabaseTimeoutError,
@@ -66,15 +67,6 @@ _SQLITE_CONSTRAINT_UNIQUE = 2067
 _SQLITE_CONSTRAINT_FOREIGNKEY = 787
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
-
-
-class DatabaseConnectionLostError(DatabaseTimeoutError):
-    """The connection broke while in use (server restarted, network dropped).
-
-    The pool has already discarded its stale connections, so a retry gets a fresh one.
-    A ``DatabaseTimeoutError`` so that handlers mapping it to "503, try again" (as
-    Letta's do) cover it too.
-    """
 
 
 class PoolTimeoutError(DatabaseTimeoutError, sqlalchemy.exc.TimeoutError):
