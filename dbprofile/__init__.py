@@ -23,6 +23,7 @@ from dbprofile.spec import EngineSpec
 
 if _typing.TYPE_CHECKING:
     from dbprofile.compiler.pipeline import compile_profile
+    from dbprofile.runtime.encrypted import EncryptedText
     from dbprofile.runtime.engines import (
         async_sessionmaker,
         create_async_engine,
@@ -38,6 +39,7 @@ __all__ = [
     "DatabaseTimeoutError",
     "DbprofileError",
     "DecryptionError",
+    "EncryptedText",
     "EngineSpec",
     "ForeignKeyConstraintViolationError",
     "ProblemsFound",
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "EncryptedText": "dbprofile.runtime.encrypted",
     "compile_profile": "dbprofile.compiler.pipeline",
     "load_spec": "dbprofile.runtime.load",
     "create_engine": "dbprofile.runtime.engines",

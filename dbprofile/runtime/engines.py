@@ -84,7 +84,13 @@ def engine_arguments(
     """
     env = os.environ if environ is None else environ
     pool = spec.pool
-    kwargs: dict[str, Any] = {"echo": spec.echo, "pool_pre_ping": pool.pre_ping}
+    # hide_parameters: bound values (API keys, plaintext for EncryptedText columns) never
+    # appear in SQLAlchemy's error messages or echo logs; pass hide_parameters=False to see them.
+    kwargs: dict[str, Any] = {
+        "echo": spec.echo,
+        "pool_pre_ping": pool.pre_ping,
+        "hide_parameters": True,
+    }
     connect_args: dict[str, Any] = {}
     if spec.engine == "postgresql":
         db = spec.database

@@ -167,19 +167,22 @@ def test_no_command_leaks_a_secret(
             assert result.out.strip() in allowed
 
 
-def test_engine_echo_did_log_sql_so_the_leak_test_can_see_logs(
+def test_engine_echo_logs_sql_but_hides_bound_values_unless_asked(
     world: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The echo profile really produces log records for other statements (the check
-    above would be vacuous otherwise); encrypt-column's own statements are silent."""
+    """The echo profile really produces log records (so the leak check above is not
+    vacuous), and engines dbprofile creates hide bound values in logs and errors by
+    default; hide_parameters=False shows them again, proving the check can see them."""
     from dbprofile.compiler.pipeline import compile_profile
     from dbprofile.runtime.engines import create_engine
 
     caplog.set_level(logging.DEBUG)
     spec = compile_profile("local", profiles_dir=world["profiles"], environ={})
-    engine = create_engine(spec, environ={})
-    with engine.connect() as conn:
-        conn.execute(sa.text("SELECT id FROM t WHERE a = :v"), {"v": ROW_VALUES[1]}).all()
-    engine.dispose()
-    assert "SELECT id FROM t" in caplog.text
-    assert ROW_VALUES[1] in caplog.text  # echo logs parameters: exactly what we must avoid
+    for hide in (True, False):
+        caplog.clear()
+        engine = create_engine(spec, environ={}, hide_parameters=hide)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT id FROM t WHERE a = :v"), {"v": ROW_VALUES[1]}).all()
+        engine.dispose()
+        assert "SELECT id FROM t" in caplog.text
+        assert (ROW_VALUES[1] in caplog.text) is not hide
