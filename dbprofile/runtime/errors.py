@@ -191,25 +191,21 @@ def _pool_timeout(pool: Any, exc: sqlalchemy.exc.TimeoutError) -> PoolTimeoutErr
     )
 
 
-class TranslatingQueuePool(QueuePool):
+class _TranslateCheckoutTimeout:
+    """Mixin for a SQLAlchemy queue pool: a checkout timeout raises :class:`PoolTimeoutError`."""
+
+    def _do_get(self) -> Any:
+        try:
+            return super()._do_get()  # type: ignore[misc]
+        except sqlalchemy.exc.TimeoutError as exc:
+            if isinstance(exc, PoolTimeoutError):
+                raise
+            raise _pool_timeout(self, exc) from exc
+
+
+class TranslatingQueuePool(_TranslateCheckoutTimeout, QueuePool):
     """``QueuePool`` whose checkout timeout raises :class:`PoolTimeoutError`."""
 
-    def _do_get(self) -> Any:
-        try:
-            return super()._do_get()
-        except sqlalchemy.exc.TimeoutError as exc:
-            if isinstance(exc, PoolTimeoutError):
-                raise
-            raise _pool_timeout(self, exc) from exc
 
-
-class TranslatingAsyncQueuePool(AsyncAdaptedQueuePool):
+class TranslatingAsyncQueuePool(_TranslateCheckoutTimeout, AsyncAdaptedQueuePool):
     """``AsyncAdaptedQueuePool`` whose checkout timeout raises :class:`PoolTimeoutError`."""
-
-    def _do_get(self) -> Any:
-        try:
-            return super()._do_get()
-        except sqlalchemy.exc.TimeoutError as exc:
-            if isinstance(exc, PoolTimeoutError):
-                raise
-            raise _pool_timeout(self, exc) from exc
