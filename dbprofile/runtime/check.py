@@ -173,7 +173,8 @@ def check_spec(
     from dbprofile.runtime.secrets import resolve_password
 
     password = resolve_password(spec, environ)
-    quiet = evolve(spec, monitoring=MonitoringSpec(enabled=False))
+    # a probe: no monitor, and no SQL echo on stdout (it would bury the report)
+    quiet = evolve(spec, monitoring=MonitoringSpec(enabled=False), echo=False)
     overrides: dict[str, Any] = {}
     if timeout is not None and spec.engine == "postgresql":
         overrides["connect_args"] = {"connect_timeout": max(1, math.ceil(timeout))}
