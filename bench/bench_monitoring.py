@@ -20,43 +20,15 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import sqlalchemy as sa
+from _pg import PASSWORD_VAR, PostgresServer, running_postgres, spec_for
+from prometheus_client import CollectorRegistry
 
-import sqlalchemy as sa  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
-import dbprofile  # noqa: E402
-from dbprofile.spec import (  # noqa: E402
-    DatabaseSpec,
-    EngineSpec,
-    MonitoringSpec,
-    PoolSpec,
-    Secret,
-)
-from tests.pg import PostgresServer, find_pg_bindir  # noqa: E402
+import dbprofile
 
 SELECT_1 = sa.text("SELECT 1")
-
-
-def spec_for(server: PostgresServer, *, monitoring: bool, pre_ping: bool) -> EngineSpec:
-    return EngineSpec(
-        engine="postgresql",
-        url="(bench)",
-        profile="bench",
-        database=DatabaseSpec(
-            name="bench",
-            user=server.user,
-            host=server.host,
-            port=server.port,
-            password=Secret("env", "BENCH_PG_PASSWORD", "database.password"),
-        ),
-        pool=PoolSpec(enabled=True, size=5, max_overflow=0, pre_ping=pre_ping),
-        monitoring=MonitoringSpec(enabled=monitoring, interval=30),
-    )
 
 
 def run_ops(engine: sa.Engine, ops: int) -> tuple[float, float]:
@@ -86,14 +58,14 @@ def run_interleaved(engines: dict[str, sa.Engine], ops: int) -> dict[str, float]
 
 
 def measure(server: PostgresServer, *, pre_ping: bool, rounds: int, ops: int) -> dict[str, Any]:
-    environ = {"BENCH_PG_PASSWORD": server.password}
+    environ = {PASSWORD_VAR: server.password}
     registry = CollectorRegistry()
     engines = {
         "off": dbprofile.create_engine(
-            spec_for(server, monitoring=False, pre_ping=pre_ping), environ=environ
+            spec_for(server, database="bench", monitoring=False, pre_ping=pre_ping), environ=environ
         ),
         "on": dbprofile.create_engine(
-            spec_for(server, monitoring=True, pre_ping=pre_ping),
+            spec_for(server, database="bench", monitoring=True, pre_ping=pre_ping),
             environ=environ,
             registry=registry,
         ),
@@ -130,14 +102,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--ops", type=int, default=300)
     args = parser.parse_args()
-    bindir = find_pg_bindir()
-    if bindir is None:
-        print("PostgreSQL binaries not found; run scripts/system-deps", file=sys.stderr)
-        return 1
-    server = PostgresServer(bindir)
-    try:
-        server.init()
-        server.start()
+    with running_postgres() as server:
         server.create_database("bench")
         print(
             f"PostgreSQL {server.server_version} on 127.0.0.1:{server.port}; "
@@ -155,8 +120,6 @@ def main() -> int:
                 f"{pre_ping!s:<9} {r['off']:>10.0f} {r['on']:>10.0f} {r['ratio']:>7.3f} "
                 f"{r['cpu_off']:>14.1f} {r['cpu_on']:>13.1f}"
             )
-    finally:
-        server.cleanup()
     target = 0.95
     print(f"median on/off ratio >= {target}: {'yes' if worst >= target else 'NO'}")
     return 0 if worst >= target else 1

@@ -36,45 +36,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import sqlalchemy as sa
+from _pg import PASSWORD_VAR, ROOT, PostgresServer, running_postgres, spec_for
+from prometheus_client import CollectorRegistry
 
-import sqlalchemy as sa  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
-import dbprofile  # noqa: E402
-from dbprofile.runtime.engines import engine_arguments  # noqa: E402
-from dbprofile.spec import (  # noqa: E402
-    DatabaseSpec,
-    EngineSpec,
-    MonitoringSpec,
-    PoolSpec,
-    Secret,
-    render_url,
-    spec_to_dict,
-)
-from tests.pg import PostgresServer, find_pg_bindir  # noqa: E402
+import dbprofile
+from dbprofile.runtime.engines import engine_arguments
+from dbprofile.spec import EngineSpec, spec_to_dict
 
 SELECT_1 = sa.text("SELECT 1")
-PASSWORD_VAR = "BENCH_PG_PASSWORD"  # noqa: S105 - the name of a variable, not a password
-
-
-def spec_for(server: PostgresServer, *, monitoring: bool) -> EngineSpec:
-    db = DatabaseSpec(
-        name="postgres",
-        user=server.user,
-        host=server.host,
-        port=server.port,
-        password=Secret("env", PASSWORD_VAR, "database.password"),
-    )
-    return EngineSpec(
-        engine="postgresql",
-        url=render_url(db),
-        profile="bench",
-        database=db,
-        pool=PoolSpec(enabled=True, size=5, max_overflow=0),
-        monitoring=MonitoringSpec(enabled=monitoring, interval=60),
-    )
 
 
 def plain_engine(spec: EngineSpec, environ: dict[str, str]) -> sa.Engine:
@@ -98,7 +68,7 @@ def throughput(
     server: PostgresServer, rounds: int, ops: int, *, monitoring: bool
 ) -> dict[str, Any]:
     environ = {PASSWORD_VAR: server.password}
-    spec = spec_for(server, monitoring=monitoring)
+    spec = spec_for(server, monitoring=monitoring, interval=60)
     engines = {
         "dbprofile": dbprofile.create_engine(spec, environ=environ, registry=CollectorRegistry()),
         "plain": plain_engine(spec, environ),
@@ -162,7 +132,7 @@ def start_once(code: str, environ: dict[str, str]) -> tuple[float, float]:
 
 
 def startup(server: PostgresServer, starts: int, *, monitoring: bool) -> dict[str, Any]:
-    spec = spec_for(server, monitoring=monitoring)
+    spec = spec_for(server, monitoring=monitoring, interval=60)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "db.json"
         path.write_text(json.dumps(spec_to_dict(spec), indent=2), encoding="utf-8")
@@ -205,14 +175,7 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=400)
     parser.add_argument("--starts", type=int, default=30)
     args = parser.parse_args()
-    bindir = find_pg_bindir()
-    if bindir is None:
-        print("PostgreSQL binaries not found; run scripts/system-deps", file=sys.stderr)
-        return 1
-    server = PostgresServer(bindir)
-    try:
-        server.init()
-        server.start()
+    with running_postgres() as server:
         print(f"PostgreSQL on 127.0.0.1:{server.port}; rounds={args.rounds} ops={args.ops}")
         for monitoring in (False, True):
             r = throughput(server, args.rounds, args.ops, monitoring=monitoring)
@@ -230,8 +193,6 @@ def main() -> int:
                 f"ratio {s['ratio']:.3f} (<= 1.10 wanted); child CPU {s['dbprofile_cpu_ms']:.0f} "
                 f"vs {s['plain_cpu_ms']:.0f} ms, ratio {s['cpu_ratio']:.3f}"
             )
-    finally:
-        server.cleanup()
     return 0
 
 

@@ -1,0 +1,73 @@
+"""What the PostgreSQL benchmarks share: a throwaway server and the spec that reaches it.
+
+``running_postgres()`` starts a private PostgreSQL with tests/pg.py's helper (SCRAM over
+loopback, a free port) and removes it on exit; ``spec_for(server, ...)`` is a pooled
+psycopg 3 spec for it whose password is read from ``PASSWORD_VAR`` (give the engine
+``{PASSWORD_VAR: server.password}`` as its environ).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dbprofile.spec import (  # noqa: E402
+    DatabaseSpec,
+    EngineSpec,
+    MonitoringSpec,
+    PoolSpec,
+    Secret,
+    render_url,
+)
+from tests.pg import PostgresServer, find_pg_bindir  # noqa: E402
+
+__all__ = ["PASSWORD_VAR", "ROOT", "PostgresServer", "running_postgres", "spec_for"]
+
+PASSWORD_VAR = "BENCH_PG_PASSWORD"  # noqa: S105 - the name of a variable, not a password
+
+
+def spec_for(
+    server: PostgresServer,
+    *,
+    database: str = "postgres",
+    monitoring: bool,
+    interval: int = 30,
+    pre_ping: bool = True,
+) -> EngineSpec:
+    """QueuePool of 5 (no overflow) on ``database`` of ``server``, as its superuser."""
+    db = DatabaseSpec(
+        name=database,
+        user=server.user,
+        host=server.host,
+        port=server.port,
+        password=Secret("env", PASSWORD_VAR, "database.password"),
+    )
+    return EngineSpec(
+        engine="postgresql",
+        url=render_url(db),
+        profile="bench",
+        database=db,
+        pool=PoolSpec(enabled=True, size=5, max_overflow=0, pre_ping=pre_ping),
+        monitoring=MonitoringSpec(enabled=monitoring, interval=interval),
+    )
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A started throwaway PostgreSQL, stopped and removed on exit. Exits the process
+    (status 1, a hint on stderr) when the server binaries are missing."""
+    bindir = find_pg_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL binaries not found; run scripts/system-deps")
+    server = PostgresServer(bindir)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
