@@ -68,16 +68,16 @@ def add_subparser(sub: Any, ctx: Context, name: str, *, summary: str, descriptio
     )
 
 
-def add_profile_options(parser: argparse.ArgumentParser, *, profile_required: bool = False) -> None:
+def add_profile_options(parser: argparse.ArgumentParser, *, with_profile: bool = True) -> None:
     """--profile, --profiles-dir, --no-env, --set: how a command picks its configuration."""
-    parser.add_argument(
-        "--profile",
-        "-p",
-        metavar="NAME",
-        required=profile_required,
-        help="profile to compile (profiles/NAME.toml|yaml|yml); without it: "
-        "built-in defaults + LETTA_* environment only, as a Letta deployment has",
-    )
+    if with_profile:
+        parser.add_argument(
+            "--profile",
+            "-p",
+            metavar="NAME",
+            help="profile to compile (profiles/NAME.toml|yaml|yml); without it: "
+            "built-in defaults + LETTA_* environment only, as a Letta deployment has",
+        )
     parser.add_argument(
         "--profiles-dir",
         metavar="DIR",

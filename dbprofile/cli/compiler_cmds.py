@@ -109,21 +109,7 @@ examples:
     )
     p.add_argument("a", metavar="A", help="first profile")
     p.add_argument("b", metavar="B", help="second profile")
-    p.add_argument(
-        "--profiles-dir",
-        metavar="DIR",
-        default="profiles",
-        help="directory holding the profile files (default: ./profiles)",
-    )
-    p.add_argument("--no-env", action="store_true", help="ignore LETTA_* variables")
-    p.add_argument(
-        "--set",
-        dest="sets",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="override a key in both (repeatable)",
-    )
+    add_profile_options(p, with_profile=False)
     p.add_argument(
         "--exit-code",
         action="store_true",

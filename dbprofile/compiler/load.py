@@ -271,32 +271,13 @@ def parse_yaml(text: str, label: str) -> tuple[dict[str, Any], Positions]:
     try:
         docs = list(yaml.load_all(text))
     except DuplicateKeyError as exc:
-        mark = exc.problem_mark
         m = _DUP_KEY.search(str(exc.problem))
         key = f" '{m.group(1)}'" if m else ""
-        raise ProblemsFound(
-            [
-                Problem(
-                    label,
-                    mark.line + 1 if mark else 0,
-                    mark.column + 1 if mark else 0,
-                    message=f"duplicate key{key}",
-                )
-            ]
-        ) from None
+        raise ProblemsFound([_marked(label, exc.problem_mark, f"duplicate key{key}")]) from None
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip()
-        raise ProblemsFound(
-            [
-                Problem(
-                    label,
-                    mark.line + 1 if mark else 0,
-                    mark.column + 1 if mark else 0,
-                    message=f"cannot parse YAML: {problem}",
-                )
-            ]
-        ) from None
+        mark = exc.problem_mark or exc.context_mark
+        raise ProblemsFound([_marked(label, mark, f"cannot parse YAML: {problem}")]) from None
     except YAMLError as exc:
         raise ProblemsFound([Problem(label, message=f"cannot parse YAML: {exc}")]) from None
     if len(docs) > 1:
@@ -315,6 +296,13 @@ def parse_yaml(text: str, label: str) -> tuple[dict[str, Any], Positions]:
     tree = _plain(root, (), positions, budget, label)
     assert isinstance(tree, dict)
     return tree, positions
+
+
+def _marked(label: str, mark: Any, message: str) -> Problem:
+    """A problem at a ruamel mark (0-based line and column), if there is one."""
+    if mark is None:
+        return Problem(label, message=message)
+    return Problem(label, mark.line + 1, mark.column + 1, message=message)
 
 
 def _plain(node: Any, path: KeyPath, positions: Positions, budget: list[int], label: str) -> Any:
