@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
 
 from dbprofile.spec import (  # noqa: E402
     DatabaseSpec,
@@ -26,7 +29,15 @@ from dbprofile.spec import (  # noqa: E402
 )
 from tests.pg import PostgresServer, find_pg_bindir  # noqa: E402
 
-__all__ = ["PASSWORD_VAR", "ROOT", "PostgresServer", "running_postgres", "spec_for"]
+__all__ = [
+    "PASSWORD_VAR",
+    "ROOT",
+    "SELECT_1",
+    "PostgresServer",
+    "run_ops",
+    "running_postgres",
+    "spec_for",
+]
 
 PASSWORD_VAR = "BENCH_PG_PASSWORD"  # noqa: S105 - the name of a variable, not a password
 
@@ -71,3 +82,17 @@ def running_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.cleanup()
+
+
+SELECT_1 = sa.text("SELECT 1")
+
+
+def run_ops(engine: sa.Engine, ops: int) -> tuple[float, float]:
+    """(operations per second, client CPU microseconds per operation) for ``ops``
+    checkout + SELECT 1 + checkin."""
+    cpu0, start = time.process_time(), time.perf_counter()
+    for _ in range(ops):
+        with engine.connect() as conn:
+            conn.execute(SELECT_1).scalar()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return ops / wall, cpu / ops * 1e6

@@ -23,23 +23,10 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from _pg import PASSWORD_VAR, PostgresServer, running_postgres, spec_for
+from _pg import PASSWORD_VAR, SELECT_1, PostgresServer, run_ops, running_postgres, spec_for
 from prometheus_client import CollectorRegistry
 
 import dbprofile
-
-SELECT_1 = sa.text("SELECT 1")
-
-
-def run_ops(engine: sa.Engine, ops: int) -> tuple[float, float]:
-    """(operations per second, client CPU microseconds per operation) for ``ops``
-    checkout + SELECT 1 + checkin."""
-    cpu0, start = time.process_time(), time.perf_counter()
-    for _ in range(ops):
-        with engine.connect() as conn:
-            conn.execute(SELECT_1).scalar()
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    return ops / wall, cpu / ops * 1e6
 
 
 def run_interleaved(engines: dict[str, sa.Engine], ops: int) -> dict[str, float]:

@@ -37,31 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from _pg import PASSWORD_VAR, ROOT, PostgresServer, running_postgres, spec_for
+from _pg import PASSWORD_VAR, ROOT, PostgresServer, run_ops, running_postgres, spec_for
 from prometheus_client import CollectorRegistry
 
 import dbprofile
 from dbprofile.runtime.engines import engine_arguments
 from dbprofile.spec import EngineSpec, spec_to_dict
 
-SELECT_1 = sa.text("SELECT 1")
-
 
 def plain_engine(spec: EngineSpec, environ: dict[str, str]) -> sa.Engine:
     url, kwargs = engine_arguments(spec, environ=environ)
     kwargs["poolclass"] = sa.pool.QueuePool
     return sa.create_engine(url, **kwargs)
-
-
-def run_ops(engine: sa.Engine, n: int) -> tuple[float, float]:
-    """(operations per second, client CPU microseconds per operation) for ``n``
-    checkout + SELECT 1 + checkin."""
-    started, cpu = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        with engine.connect() as conn:
-            conn.execute(SELECT_1).scalar()
-    elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu
-    return n / elapsed, cpu_used / n * 1e6
 
 
 def throughput(

@@ -247,7 +247,38 @@ def make_certificates() -> tuple[bytes, bytes, bytes]:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-class PostgresServer:
+class _Addressable:
+    """``url()`` for a server that has host, port, dbname, user and password."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str
+
+    def url(
+        self,
+        database: str | None = None,
+        *,
+        driver: str = "postgresql+psycopg",
+        user: str | None = None,
+        password: str | None = None,
+    ) -> str:
+        """A SQLAlchemy URL (password percent-encoded). ``user`` without ``password``
+        means no password in the URL; the default is the superuser and its password."""
+        if user is None:
+            user, password = self.user, self.password
+        return _pg_url(
+            driver=driver,
+            user=user,
+            password=password,
+            host=self.host,
+            port=self.port,
+            database=database or self.dbname,
+        )
+
+
+class PostgresServer(_Addressable):
     """One throwaway PostgreSQL cluster. See the module docstring."""
 
     host = "127.0.0.1"
@@ -378,27 +409,6 @@ class PostgresServer:
 
     # -- addresses
 
-    def url(
-        self,
-        database: str | None = None,
-        *,
-        driver: str = "postgresql+psycopg",
-        user: str | None = None,
-        password: str | None = None,
-    ) -> str:
-        """A SQLAlchemy URL (password percent-encoded). ``user`` without ``password``
-        means no password in the URL; the default is the superuser and its password."""
-        if user is None:
-            user, password = self.user, self.password
-        return _pg_url(
-            driver=driver,
-            user=user,
-            password=password,
-            host=self.host,
-            port=self.port,
-            database=database or self.dbname,
-        )
-
     def conninfo(
         self, database: str | None = None, *, user: str | None = None, password: str | None = None
     ) -> str:
@@ -471,7 +481,7 @@ class PostgresServer:
 # --------------------------------------------------------------------------- pgbouncer
 
 
-class PgbouncerServer:
+class PgbouncerServer(_Addressable):
     """pgbouncer in transaction mode in front of a :class:`PostgresServer`."""
 
     host = "127.0.0.1"
@@ -554,25 +564,6 @@ class PgbouncerServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
-
-    def url(
-        self,
-        database: str | None = None,
-        *,
-        driver: str = "postgresql+psycopg",
-        user: str | None = None,
-        password: str | None = None,
-    ) -> str:
-        if user is None:
-            user, password = self.user, self.password
-        return _pg_url(
-            driver=driver,
-            user=user,
-            password=password,
-            host=self.host,
-            port=self.port,
-            database=database or self.dbname,
-        )
 
     def show(self, what: str) -> list[dict[str, Any]]:
         """``SHOW <what>`` on the admin console (``POOLS``, ``SERVERS``, ``STATS``…)."""
