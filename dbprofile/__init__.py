@@ -30,7 +30,7 @@ if _typing.TYPE_CHECKING:
         create_engine,
         sessionmaker,
     )
-    from dbprofile.runtime.load import load_spec
+    from dbprofile.spec import load_spec
 
 __all__ = [
     "DatabaseConnectionLostError",
@@ -57,7 +57,7 @@ __all__ = [
 _LAZY = {
     "EncryptedText": "dbprofile.runtime.encrypted",
     "compile_profile": "dbprofile.compiler.pipeline",
-    "load_spec": "dbprofile.runtime.load",
+    "load_spec": "dbprofile.spec",
     "create_engine": "dbprofile.runtime.engines",
     "create_async_engine": "dbprofile.runtime.engines",
     "sessionmaker": "dbprofile.runtime.engines",

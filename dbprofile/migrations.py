@@ -48,9 +48,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from dbprofile.errors import SpecError
+from dbprofile.runtime.drivers import postgres_url, sqlite_url
 from dbprofile.runtime.engines import engine_arguments
-from dbprofile.runtime.secrets import resolve_password
-from dbprofile.runtime.urls import postgres_url, sqlite_url
+from dbprofile.runtime.resolve import resolve_password
 from dbprofile.spec import EngineSpec
 
 if TYPE_CHECKING:

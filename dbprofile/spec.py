@@ -22,21 +22,32 @@ Serialized form (``dbprofile compile --format json``) — stable keys::
      "provenance": {"pool.size": {"origin": "profiles/prod.yaml:20", "replaced": [...]}},
      "fingerprint": "sha256:..."}
 
-Unstructuring uses ``attrs`` only (cheap: the compile path must stay fast);
-structuring (:func:`structure_spec`, used by ``load_spec``) uses a ``cattrs``
-converter built once, with extra keys forbidden and every error collected.
+The writer (:func:`spec_to_dict`) and the one reader (:func:`structure_spec`, behind
+:func:`load_spec`) sit side by side and walk the same attrs fields; the reader is strict
+(unknown keys, wrong types: a :class:`~dbprofile.errors.SpecError` naming the key path)
+and cheap (no cattrs, YAML or compiler import: a service starts from ``build/db.json``
+about as fast as from a hand-written URL). Field defaults come from the key model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any, Literal
-from urllib.parse import quote, quote_plus
+import math
+import os
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import attrs
 from attrs import field, frozen
+
+from dbprofile.errors import SpecError
+from dbprofile.files import UserFileError, read_user_file
+from dbprofile.keys import KEYS_BY_PATH, Key, default_of
+from dbprofile.pgurl import MASK, PgUrl, sqlite_display
+
+_T = TypeVar("_T")
 
 __all__ = [
     "SPEC_VERSION",
@@ -49,15 +60,16 @@ __all__ = [
     "Secret",
     "SqliteSpec",
     "canonical_json",
+    "database_url",
     "fingerprint_of",
+    "load_spec",
     "render_url",
     "spec_to_dict",
+    "spec_value",
     "structure_spec",
-    "url_parts",
 ]
 
 SPEC_VERSION = 1
-MASK = "***"
 
 SecretSource = Literal["env", "file", "encrypted", "literal"]
 
@@ -102,7 +114,7 @@ class Origin:
     replaced: tuple[str, ...] = ()
 
 
-@frozen
+@frozen(kw_only=True)
 class DatabaseSpec:
     """PostgreSQL connection components (always the psycopg 3 driver).
 
@@ -112,13 +124,13 @@ class DatabaseSpec:
     ``options`` are URL query parameters in order; a key may repeat (``host``).
     """
 
-    name: str
-    user: str
     host: str | None = None
     port: int | None = None
+    name: str
+    user: str
     password: Secret | None = None
     options: tuple[tuple[str, str], ...] = ()
-    pgbouncer: bool = False
+    pgbouncer: bool = default_of("database.pgbouncer")
 
 
 @frozen
@@ -130,23 +142,37 @@ class SqliteSpec:
 class PoolSpec:
     """Pool settings. ``enabled=False`` means NullPool (a connect per checkout)."""
 
-    enabled: bool = False
-    size: int = 25
-    max_overflow: int = 10
-    timeout: float = 30.0
-    recycle: int = 1800
-    pre_ping: bool = True
-    use_lifo: bool = True
+    enabled: bool = default_of("pool.enabled")
+    size: int = default_of("pool.size")
+    max_overflow: int = default_of("pool.max_overflow")
+    timeout: float = float(default_of("pool.timeout"))
+    recycle: int = default_of("pool.recycle")
+    use_lifo: bool = default_of("pool.use_lifo")
+    pre_ping: bool = default_of("pool.pre_ping")
 
     @property
-    def pool_class(self) -> str:
+    def pool_class(self) -> Literal["QueuePool", "NullPool"]:
         return "QueuePool" if self.enabled else "NullPool"
+
+    def describe(self) -> str:
+        """One line for people (``compile --format text``, ``check``)."""
+        if not self.enabled:
+            return f"NullPool (a new connection per checkout) pre_ping={_onoff(self.pre_ping)}"
+        return (
+            f"QueuePool size={self.size} max_overflow={self.max_overflow} "
+            f"timeout={self.timeout:g}s recycle={self.recycle}s "
+            f"pre_ping={_onoff(self.pre_ping)} use_lifo={_onoff(self.use_lifo)}"
+        )
+
+
+def _onoff(value: bool) -> str:
+    return "true" if value else "false"
 
 
 @frozen
 class MonitoringSpec:
-    enabled: bool = True
-    interval: int = 30
+    enabled: bool = default_of("monitoring.enabled")
+    interval: int = default_of("monitoring.interval")
 
 
 @frozen
@@ -162,9 +188,11 @@ class EngineSpec:
     database: DatabaseSpec | None = None
     sqlite: SqliteSpec | None = None
     pool: PoolSpec = PoolSpec()
-    echo: bool = False
+    echo: bool = default_of("database.echo")
     monitoring: MonitoringSpec = MonitoringSpec()
     encryption: EncryptionSpec = EncryptionSpec()
+    # Settings of the key model that have no typed field here (yet): (key path, value).
+    extra: tuple[tuple[str, Any], ...] = ()
     sources: tuple[str, ...] = ()
     provenance: tuple[tuple[str, Origin], ...] = ()
     fingerprint: str = ""
@@ -176,76 +204,51 @@ class EngineSpec:
                 return origin
         return None
 
-    def secrets(self) -> tuple[Secret, ...]:
-        found: list[Secret] = []
-        if self.database is not None and self.database.password is not None:
-            found.append(self.database.password)
-        if self.encryption.key is not None:
-            found.append(self.encryption.key)
-        return tuple(found)
-
 
 # --------------------------------------------------------------------------- URLs
 
-POSTGRES_DRIVER = "postgresql+psycopg"
-SQLITE_DRIVER = "sqlite"
 
-
-def url_parts(db: DatabaseSpec) -> dict[str, Any]:
-    """The arguments for ``sqlalchemy.engine.URL.create`` (less the password).
-
-    Shared by the compiler's display URL and the runtime's real URL, so both always
-    describe the same database. A host that is a Unix-socket directory goes into the
-    query (``?host=/run/postgresql``), as libpq and SQLAlchemy's psycopg dialect expect.
-    """
-    query: dict[str, list[str]] = {}
-    host = db.host
-    port = db.port
-    if host is not None and host.startswith("/"):
-        query["host"] = [host]
-        host = None
-    for key, value in db.options:
-        query.setdefault(key, []).append(value)
-    return {
-        "drivername": POSTGRES_DRIVER,
-        "username": db.user,
-        "host": host,
-        "port": port,
-        "database": db.name,
-        "query": {k: (v[0] if len(v) == 1 else tuple(v)) for k, v in query.items()},
-    }
+def database_url(db: DatabaseSpec, password: str | None = None) -> PgUrl:
+    """The PostgreSQL URL of ``db`` (the runtime's, with the resolved ``password``)."""
+    return PgUrl.from_parts(
+        user=db.user,
+        host=db.host,
+        port=db.port,
+        database=db.name,
+        options=db.options,
+        password=password,
+    )
 
 
 def render_url(db: DatabaseSpec | None, sqlite: SqliteSpec | None = None) -> str:
-    """The display URL, byte for byte as SQLAlchemy's ``URL.render_as_string()``
-    renders :func:`url_parts` (password shown as ``***``). A test checks the two agree."""
+    """The display URL: exactly SQLAlchemy's ``render_as_string()`` of the runtime's URL,
+    password (and secret query values) shown as ``***``."""
     if db is None:
-        path = sqlite.path if sqlite is not None else ""
-        return f"{SQLITE_DRIVER}:///{path}"
-    parts = url_parts(db)
-    s: str = parts["drivername"] + "://"
-    s += quote(parts["username"], safe=" +")
-    if db.password is not None:
-        s += ":" + MASK
-    s += "@"
-    host = parts["host"]
-    if host is not None:
-        s += f"[{host}]" if ":" in host else host
-    if parts["port"] is not None:
-        s += ":" + str(parts["port"])
-    s += "/" + quote(parts["database"], safe=" +/")
-    query: dict[str, Any] = parts["query"]
-    if query:
-        items = []
-        for key in sorted(query):
-            value = query[key]
-            for element in value if isinstance(value, tuple) else (value,):
-                items.append(f"{quote_plus(key)}={quote_plus(str(element))}")
-        s += "?" + "&".join(items)
-    return s
+        return sqlite_display(sqlite.path if sqlite is not None else "")
+    return database_url(db, MASK if db.password is not None else None).render()
 
 
-# ------------------------------------------------------------------ (un)structure
+def spec_value(spec: EngineSpec, key: Key) -> Any:
+    """The value key ``key`` has in ``spec`` (``None`` where the spec does not carry it)."""
+    path = key.spec_path
+    if path is None:
+        return None
+    node: Any = spec
+    for part in path.split("."):
+        if node is None:
+            return None
+        if not hasattr(node, part):
+            return dict(spec.extra).get(key.path)
+        node = getattr(node, part)
+    return node
+
+
+# ------------------------------------------------------- the one writer and reader
+#
+# Both walk the attrs fields of the spec classes; the few places where the JSON form is
+# not the attrs form (a secret, the pool's "class", options as pairs, provenance as a
+# table, extra keys) have a writer and a reader side by side below. Reading is strict:
+# unknown keys, wrong types and bad values are each a SpecError naming the key path.
 
 
 def _secret_to_dict(secret: Secret) -> dict[str, Any]:
@@ -259,53 +262,125 @@ def _secret_to_dict(secret: Secret) -> dict[str, Any]:
     return out
 
 
+_SECRET_KINDS: tuple[SecretSource, ...] = ("env", "file", "encrypted", "literal")
+
+
+def _read_secret(data: Any, path: str) -> Secret:
+    table = _table(data, path, {"env", "file", "encrypted", "literal", "at", "part", "key_path"})
+    kinds = [k for k in _SECRET_KINDS if k in table]
+    if len(kinds) != 1:
+        raise _Invalid(
+            path, "a secret reference needs exactly one of env, file, encrypted, literal"
+        )
+    kind = kinds[0]
+    ref_key = "at" if kind == "literal" else kind
+    return Secret(
+        source=kind,
+        ref=_read(str, table.get(ref_key), f"{path}.{ref_key}"),
+        key_path=_read(str, table.get("key_path", ""), f"{path}.key_path"),
+        part=_read(str | None, table.get("part"), f"{path}.part"),
+    )
+
+
 def _pool_to_dict(pool: PoolSpec) -> dict[str, Any]:
-    if not pool.enabled:
-        return {"class": "NullPool", "pre_ping": pool.pre_ping}
-    return {
-        "class": "QueuePool",
-        "size": pool.size,
-        "max_overflow": pool.max_overflow,
-        "timeout": pool.timeout,
-        "recycle": pool.recycle,
-        "use_lifo": pool.use_lifo,
-        "pre_ping": pool.pre_ping,
-    }
+    out: dict[str, Any] = {"class": pool.pool_class}
+    for f in attrs.fields(PoolSpec):
+        if f.name != "enabled" and (pool.enabled or f.name in _NULLPOOL_FIELDS):
+            out[f.name] = getattr(pool, f.name)
+    return out
+
+
+_NULLPOOL_FIELDS = frozenset({"pre_ping"})
+
+
+def _read_pool(data: Any, path: str) -> PoolSpec:
+    names = {f.name for f in attrs.fields(PoolSpec)} - {"enabled"}
+    table = dict(_table(data, path, {"class", *names}))
+    cls = table.pop("class", None)
+    if cls not in ("QueuePool", "NullPool"):
+        raise _Invalid(f"{path}.class", f"must be QueuePool or NullPool, got {cls!r}")
+    return _read_attrs(PoolSpec, {**table, "enabled": cls == "QueuePool"}, path)
+
+
+def _options_to_list(options: tuple[tuple[str, str], ...]) -> list[list[str]]:
+    return [[k, v] for k, v in options]
+
+
+def _read_options(data: Any, path: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(data, list):
+        raise _Invalid(path, f"must be a list of [name, value] pairs, got {_kind(data)}")
+    out = []
+    for i, pair in enumerate(data):
+        where = f"{path}[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _Invalid(where, "must be a [name, value] pair")
+        out.append((_read(str, pair[0], where), _read(str, pair[1], where)))
+    return tuple(out)
+
+
+def _provenance_to_dict(provenance: tuple[tuple[str, Origin], ...]) -> dict[str, Any]:
+    return {path: {"origin": o.origin, "replaced": list(o.replaced)} for path, o in provenance}
+
+
+def _read_provenance(data: Any, path: str) -> tuple[tuple[str, Origin], ...]:
+    table = _table(data, path, None)
+    return tuple((key, _read_attrs(Origin, value, f"{path}.{key}")) for key, value in table.items())
+
+
+def _extra_to_dict(extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return dict(extra)
+
+
+def _read_extra(data: Any, path: str) -> tuple[tuple[str, Any], ...]:
+    table = _table(data, path, None)
+    for key in table:
+        if key not in KEYS_BY_PATH:
+            raise _Invalid(f"{path}.{key}", "is not a setting this dbprofile knows")
+    return tuple(sorted(table.items()))
+
+
+# (writer, reader) for the values whose JSON form is not their attrs form.
+_HOOKS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, str], Any]]] = {
+    "Secret": (_secret_to_dict, _read_secret),
+    "PoolSpec": (_pool_to_dict, _read_pool),
+    "options": (_options_to_list, _read_options),
+    "provenance": (_provenance_to_dict, _read_provenance),
+    "extra": (_extra_to_dict, _read_extra),
+}
+_NOT_WRITTEN_WHEN_EMPTY = frozenset({"extra"})
+
+
+def _unstructure(value: Any, name: str = "") -> Any:
+    hook = _HOOKS.get(name) or _HOOKS.get(type(value).__name__)
+    if value is None:
+        return None
+    if hook is not None:
+        return hook[0](value)
+    if attrs.has(type(value)):
+        out = {}
+        for f in attrs.fields(type(value)):
+            item = getattr(value, f.name)
+            if f.name in _NOT_WRITTEN_WHEN_EMPTY and not item:
+                continue
+            out[f.name] = _unstructure(item, f.name)
+        return out
+    if isinstance(value, tuple):
+        return [_unstructure(v) for v in value]
+    return value
+
+
+_TOP_ORDER = (
+    "version", "profile", "engine", "url", "database", "sqlite", "pool", "echo",
+    "monitoring", "encryption", "extra", "sources", "provenance", "fingerprint",
+)  # fmt: skip
 
 
 def spec_to_dict(spec: EngineSpec, *, with_fingerprint: bool = True) -> dict[str, Any]:
     """The JSON-ready form of a spec (the stable contract in the module docstring)."""
-    db = spec.database
-    out: dict[str, Any] = {
-        "version": spec.version,
-        "profile": spec.profile,
-        "engine": spec.engine,
-        "url": spec.url,
-        "database": None
-        if db is None
-        else {
-            "host": db.host,
-            "port": db.port,
-            "name": db.name,
-            "user": db.user,
-            "password": None if db.password is None else _secret_to_dict(db.password),
-            "options": [[k, v] for k, v in db.options],
-            "pgbouncer": db.pgbouncer,
-        },
-        "sqlite": None if spec.sqlite is None else {"path": spec.sqlite.path},
-        "pool": _pool_to_dict(spec.pool),
-        "echo": spec.echo,
-        "monitoring": {"enabled": spec.monitoring.enabled, "interval": spec.monitoring.interval},
-        "encryption": {
-            "key": None if spec.encryption.key is None else _secret_to_dict(spec.encryption.key)
-        },
-        "sources": list(spec.sources),
-        "provenance": {
-            path: {"origin": o.origin, "replaced": list(o.replaced)} for path, o in spec.provenance
-        },
-    }
-    if with_fingerprint:
-        out["fingerprint"] = spec.fingerprint
+    data = _unstructure(spec)
+    out = {key: data[key] for key in _TOP_ORDER if key in data}
+    if not with_fingerprint:
+        out.pop("fingerprint", None)
     return out
 
 
@@ -326,81 +401,151 @@ def fingerprint_of(spec: EngineSpec) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
-# Structuring: cattrs, imported only here, only when a spec is loaded from data.
+class _Invalid(Exception):
+    """A value that is not what the spec format says, at ``path``."""
 
-_converter: Any = None
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
 
 
-def _build_converter() -> Any:
-    import cattrs
-    from cattrs.gen import make_dict_structure_fn
-
-    conv = cattrs.Converter(forbid_extra_keys=True)
-
-    def structure_secret(data: Any, _: type) -> Secret:
-        if not isinstance(data, Mapping):
-            raise TypeError(f"a secret reference must be a table, got {type(data).__name__}")
-        extra = set(data) - {"env", "file", "encrypted", "literal", "at", "part", "key_path"}
-        if extra:
-            raise cattrs.ForbiddenExtraKeysError("", Secret, extra)
-        kinds = [k for k in ("env", "file", "encrypted", "literal") if k in data]
-        if len(kinds) != 1:
-            raise ValueError(
-                "a secret reference needs exactly one of env, file, encrypted, literal"
-            )
-        kind = kinds[0]
-        ref = data["at"] if kind == "literal" else data[kind]
-        if not isinstance(ref, str):
-            raise TypeError(f"secret {kind} must be a string")
-        return Secret(
-            source=kind,  # type: ignore[arg-type]
-            ref=ref,
-            key_path=str(data.get("key_path", "")),
-            part=data.get("part"),
-        )
-
-    conv.register_structure_hook(Secret, structure_secret)
-
-    def structure_pool(data: Any, _: type) -> PoolSpec:
-        if not isinstance(data, Mapping):
-            raise TypeError("pool must be a table")
-        data = dict(data)
-        cls = data.pop("class", None)
-        if cls not in ("QueuePool", "NullPool"):
-            raise ValueError(f"pool.class must be QueuePool or NullPool, got {cls!r}")
-        base = make_dict_structure_fn(PoolSpec, conv, _cattrs_forbid_extra_keys=True)
-        pool: PoolSpec = base({**data, "enabled": cls == "QueuePool"}, PoolSpec)
-        return pool
-
-    conv.register_structure_hook(PoolSpec, structure_pool)
-
-    def structure_provenance(data: Any, _: type) -> tuple[tuple[str, Origin], ...]:
-        if not isinstance(data, Mapping):
-            raise TypeError("provenance must be a table")
-        return tuple((str(k), conv.structure(v, Origin)) for k, v in data.items())
-
-    conv.register_structure_hook_func(
-        lambda t: t == tuple[tuple[str, Origin], ...], structure_provenance
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
     )
 
-    def structure_options(data: Any, _: type) -> tuple[tuple[str, str], ...]:
-        return tuple((str(k), str(v)) for k, v in data)
 
-    conv.register_structure_hook_func(lambda t: t == tuple[tuple[str, str], ...], structure_options)
-    return conv
+def _table(data: Any, path: str, allowed: set[str] | frozenset[str] | None) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise _Invalid(path, f"must be a table, got {_kind(data)}")
+    if allowed is not None:
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise _Invalid(f"{path}.{unknown[0]}" if path else unknown[0], "unknown key")
+    return data
 
 
-def structure_spec(data: Mapping[str, Any]) -> EngineSpec:
-    """Build an :class:`EngineSpec` from its serialized form.
+def _read(tp: Any, value: Any, path: str) -> Any:
+    """``value`` as type ``tp`` (the annotation of an attrs field), or :class:`_Invalid`."""
+    if isinstance(tp, types.UnionType) or get_origin(tp) is Literal:
+        options = get_args(tp)
+        if get_origin(tp) is Literal:
+            if value in options:
+                return value
+            raise _Invalid(path, f"must be one of {', '.join(map(repr, options))}, got {value!r}")
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _read(inner[0], value, path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Invalid(path, f"must be true or false, got {_kind(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Invalid(path, f"must be an integer, got {_kind(value)}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise _Invalid(path, "must be a finite number")
+            return float(value)
+        raise _Invalid(path, f"must be a number, got {_kind(value)}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Invalid(path, f"must be a string, got {_kind(value)}")
+    if get_origin(tp) is tuple:
+        if not isinstance(value, list):
+            raise _Invalid(path, f"must be a list, got {_kind(value)}")
+        item = get_args(tp)[0]
+        return tuple(_read(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    hook = _HOOKS.get(tp.__name__)
+    if hook is not None:
+        return hook[1](value, path)
+    return _read_attrs(tp, value, path)
 
-    Raises ``cattrs`` errors (a ``ClassValidationError`` group with every problem)
-    for data that is not a spec; callers turn them into one-line messages.
+
+def _read_attrs(cls: type[_T], data: Any, path: str) -> _T:
+    fields = _fields_of(cls)
+    table = _table(data, path, set(fields))
+    kwargs = {}
+    for name, value in table.items():
+        where = f"{path}.{name}" if path else name
+        hook = _HOOKS.get(name)
+        kwargs[name] = hook[1](value, where) if hook else _read(fields[name], value, where)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        missing = [n for n, f in attrs.fields_dict(cls).items() if f.default is attrs.NOTHING]  # type: ignore[arg-type]
+        absent = [n for n in missing if n not in kwargs]
+        if absent:
+            raise _Invalid(f"{path}.{absent[0]}" if path else absent[0], "is missing") from None
+        raise _Invalid(path or "spec", str(exc)) from None
+
+
+_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _fields_of(cls: type) -> dict[str, Any]:
+    """Field name -> resolved annotation (resolved once per class)."""
+    found = _TYPES.get(cls)
+    if found is None:
+        hints = get_type_hints(cls)
+        found = _TYPES[cls] = {f.name: hints[f.name] for f in attrs.fields(cls)}
+    return found
+
+
+def structure_spec(data: Mapping[str, Any], source: str = "spec") -> EngineSpec:
+    """An :class:`EngineSpec` from its serialized form; :class:`SpecError` naming ``source``
+    and the key path otherwise (the format version is checked first)."""
+    version = data.get("version") if isinstance(data, Mapping) else None
+    if not isinstance(data, Mapping):
+        raise SpecError(source, f"not a spec: expected a JSON object, got {_kind(data)}")
+    if version is None:
+        raise SpecError(source, "not a dbprofile spec: it has no 'version' key")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SpecError(source, f"version must be an integer, got {version!r}")
+    if version > SPEC_VERSION:
+        raise SpecError(
+            source,
+            f"spec format version {version} is newer than this dbprofile reads "
+            f"(version {SPEC_VERSION}); upgrade dbprofile or compile with the same version",
+        )
+    if version < 1:
+        raise SpecError(source, f"version must be >= 1, got {version}")
+    try:
+        spec = _read_attrs(EngineSpec, data, "")
+    except _Invalid as exc:
+        raise SpecError(source, f"not a valid spec: {exc}") from None
+    if spec.engine == "postgresql" and spec.database is None:
+        raise SpecError(source, "not a valid spec: engine is postgresql but 'database' is null")
+    if spec.engine == "sqlite" and spec.sqlite is None:
+        raise SpecError(source, "not a valid spec: engine is sqlite but 'sqlite' is null")
+    return spec
+
+
+def load_spec(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> EngineSpec:
+    """An :class:`EngineSpec` from a compiled JSON file or its parsed mapping.
+
+    Cheap on purpose (no YAML, jsonschema or compiler import). Raises :class:`SpecError`
+    naming the file and the key path for anything that is not a readable spec of a
+    version this dbprofile knows.
     """
-    global _converter  # noqa: PLW0603 - built once per process, on first use
-    if _converter is None:
-        _converter = _build_converter()
-    return _converter.structure(dict(data), EngineSpec)  # type: ignore[no-any-return]
-
-
-def evolve(spec: EngineSpec, **changes: Any) -> EngineSpec:
-    return attrs.evolve(spec, **changes)
+    if isinstance(path_or_mapping, Mapping):
+        return structure_spec(path_or_mapping)
+    source = os.fspath(path_or_mapping)
+    try:
+        text = read_user_file(source, what="spec")
+    except UserFileError as exc:
+        raise SpecError(source, exc.reason) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"{source}:{exc.lineno}:{exc.colno}",
+            f"not a spec: invalid JSON ({exc.msg}); "
+            "write it with 'dbprofile compile --format json'",
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise SpecError(source, f"not a spec: {exc}") from None
+    return structure_spec(data, source)

@@ -42,7 +42,10 @@ def test_readme_has_no_unfilled_section() -> None:
 def test_public_surface_is_exactly_all() -> None:
     public = {name for name in dir(dbprofile) if not name.startswith("_")}
     lazy = set(dbprofile._LAZY)
-    modules = {"cli", "compiler", "errors", "spec", "runtime", "crypto", "migrations", "editing"}
+    modules = {
+        "cli", "compiler", "errors", "spec", "runtime", "crypto", "migrations", "editing",
+        "keys", "pgurl", "files",
+    }  # fmt: skip
     assert sorted(dbprofile.__all__) == dbprofile.__all__
     assert (public - modules) | lazy == set(dbprofile.__all__)
     for name in dbprofile.__all__:

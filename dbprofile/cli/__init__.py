@@ -6,8 +6,8 @@ the only place that reads ``os.environ``.
 
 Commands live in small modules by area, each exposing ``register(subparsers)``:
 ``compiler_cmds`` (compile, validate, explain, diff, schema, env-vars),
-``runtime_cmds`` (check), ``secret_cmds`` (keygen, encrypt, decrypt, rotate-key,
-encrypt-column), ``ops_cmds`` (migrate). Heavy imports happen inside handlers, so
+``runtime_cmds`` (check, migrate), ``secret_cmds`` (keygen, encrypt, decrypt, rotate-key,
+encrypt-column). Heavy imports happen inside handlers, so
 ``dbprofile compile`` never imports SQLAlchemy, a driver or cryptography.
 
 Exit codes: 0 success, 1 the configuration or the database is wrong, 2 usage error.
@@ -36,7 +36,7 @@ Exit status: 0 ok, 1 configuration or database wrong, 2 usage error."""
 
 
 def build_parser(ctx: Context) -> argparse.ArgumentParser:
-    from dbprofile.cli import compiler_cmds, ops_cmds, runtime_cmds, secret_cmds
+    from dbprofile.cli import compiler_cmds, runtime_cmds, secret_cmds
 
     parser = DbprofileArgumentParser(
         prog="dbprofile",
@@ -50,7 +50,7 @@ def build_parser(ctx: Context) -> argparse.ArgumentParser:
         help="show a Python traceback for errors (for bug reports)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
-    for module in (compiler_cmds, runtime_cmds, secret_cmds, ops_cmds):
+    for module in (compiler_cmds, runtime_cmds, secret_cmds):
         module.register(sub, ctx)
     return parser
 

@@ -204,8 +204,8 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, ctx: Context) -> int:
-    from dbprofile.compiler.keys import KEYS_BY_PATH, SECTIONS
     from dbprofile.compiler.render import explain_rows
+    from dbprofile.keys import KEYS_BY_PATH, SECTIONS
 
     spec = compile_from_args(args, ctx)
     key = args.key
@@ -282,7 +282,7 @@ def cmd_schema(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_env_vars(args: argparse.Namespace, ctx: Context) -> int:
-    from dbprofile.compiler.keys import KEYS
+    from dbprofile.keys import KEYS
 
     rows = []
     for key in KEYS:

@@ -22,11 +22,12 @@ from dbprofile.errors import (
     SecretError,
     UsageError,
 )
+from dbprofile.keys import env_of
 
 if TYPE_CHECKING:
     from dbprofile.editing import ProfileDocument
 
-KEY_ENV = "LETTA_ENCRYPTION_KEY"
+KEY_ENV = env_of("encryption.key")
 
 _KEY_HELP = """\
 The key comes from --key-env VAR (default LETTA_ENCRYPTION_KEY) or --key-file PATH:
@@ -176,7 +177,7 @@ def _add_key_options(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve_key(args: argparse.Namespace, ctx: Context, *, label: str = "encryption key") -> str:
-    from dbprofile.runtime.secrets import resolve_secret
+    from dbprofile.runtime.resolve import resolve_secret
     from dbprofile.spec import Secret
 
     if args.key_file:
@@ -250,7 +251,7 @@ def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
 def _check_encryptable(key_path: str) -> None:
     """Only secret fields take enc:v1 values (the schema refuses them elsewhere), and
     the encryption key cannot be one: it is what opens them."""
-    from dbprofile.compiler.keys import SECRET_PATHS
+    from dbprofile.keys import SECRET_PATHS
 
     fields = sorted(".".join(p) for p in SECRET_PATHS if ".".join(p) != "encryption.key")
     if key_path == "encryption.key":
@@ -385,7 +386,7 @@ def cmd_encrypt_column(args: argparse.Namespace, ctx: Context) -> int:
 
     from dbprofile.runtime.encrypted import encrypt_column
     from dbprofile.runtime.engines import create_engine
-    from dbprofile.runtime.secrets import resolve_encryption_key
+    from dbprofile.runtime.resolve import resolve_encryption_key
 
     if args.batch < 1:
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
@@ -394,7 +395,7 @@ def cmd_encrypt_column(args: argparse.Namespace, ctx: Context) -> int:
     if key is None or key in ("", "None"):
         raise SecretError(
             "encryption.key",
-            "no encryption key configured (set LETTA_ENCRYPTION_KEY, or encryption.key "
+            f"no encryption key configured (set {env_of('encryption.key')}, or encryption.key "
             "in the profile)",
         )
     engine = create_engine(spec, environ=ctx.environ)
@@ -413,16 +414,11 @@ def cmd_encrypt_column(args: argparse.Namespace, ctx: Context) -> int:
     except sa.exc.SQLAlchemyError as exc:
         if ctx.traceback:
             raise
-        raise ConnectionCheckError("database", f"encrypt-column: {_one_line(exc)}") from None
+        from dbprofile.runtime.diagnose import describe_failure
+
+        kind, message = describe_failure(exc, url=spec.url, secrets=(key,))
+        raise ConnectionCheckError(kind, f"encrypt-column: {message}") from None
     finally:
         engine.dispose()
     ctx.out(result.summary())
     return 1 if result.unreadable else 0
-
-
-def _one_line(exc: BaseException) -> str:
-    """A database error in one line, without SQL parameters (they hold ciphertext)."""
-    orig = getattr(exc, "orig", None)
-    source = orig if isinstance(orig, BaseException) else exc
-    first = (str(source).strip().splitlines() or [""])[0]
-    return f"{type(source).__name__}: {first}" if first else type(source).__name__

@@ -13,10 +13,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from dbprofile.compiler.keys import KEYS, PG_COMPONENTS, RELAXED_PROFILES
+import attrs
+
 from dbprofile.compiler.load import KeyPath
 from dbprofile.compiler.merge import FROM_URI, Merged, Step
 from dbprofile.errors import Problem
+from dbprofile.keys import KEYS, KEYS_BY_PATH, PG_COMPONENTS, RELAXED_PROFILES, env_of
 from dbprofile.spec import (
     DatabaseSpec,
     EncryptionSpec,
@@ -45,11 +47,36 @@ def _get(tree: dict[str, Any], path: KeyPath) -> Any:
 
 def _value(tree: dict[str, Any], dotted: str) -> Any:
     value = _get(tree, tuple(dotted.split(".")))
-    if value is None:
-        for key in KEYS:
-            if key.path == dotted:
-                return key.default
-    return value
+    return KEYS_BY_PATH[dotted].default if value is None else value
+
+
+def _typed(cls: type, name: str, value: Any) -> Any:
+    """``value`` for attrs field ``name`` of ``cls`` (numbers become floats for a float)."""
+    kind = attrs.fields_dict(cls)[name].type
+    return float(value) if kind in (float, "float") and value is not None else value
+
+
+def section_values(
+    tree: dict[str, Any], cls: type, prefix: str, extra: list[tuple[str, Any]]
+) -> dict[str, Any]:
+    """The plain settings the key model places under ``prefix`` of the spec (``""``: the
+    spec's top level), as keyword arguments for ``cls``; model keys ``cls`` has no field
+    for go to ``extra``. Secrets, options and the URI are compiled on their own."""
+    names = attrs.fields_dict(cls)
+    out: dict[str, Any] = {}
+    for key in KEYS:
+        path = key.spec_path
+        if path is None or key.type in ("secret", "options"):
+            continue
+        head, _, name = path.rpartition(".")
+        if head != prefix:
+            continue
+        value = _value(tree, key.path)
+        if name in names:
+            out[name] = _typed(cls, name, value)
+        elif value is not None:
+            extra.append((key.path, value))
+    return out
 
 
 def make_secret(value: Any, key_path: str, origin: str) -> Secret | None:
@@ -84,6 +111,7 @@ def compile_spec(
 
     database: DatabaseSpec | None = None
     sqlite: SqliteSpec | None = None
+    extra: list[tuple[str, Any]] = []
     if selected:
         options = _options(db_tree.get("options") or {})
         has_host = bool(db_tree.get("host")) or any(k == "host" for k, _ in options)
@@ -116,7 +144,8 @@ def compile_spec(
             host = db_tree.get("host") or None
             if port is None and host is not None:
                 port = DEFAULT_PORT
-            database = DatabaseSpec(
+            plain = section_values(tree, DatabaseSpec, "database", extra)
+            plain.update(
                 name=str(db_tree["name"]),
                 user=str(db_tree["user"]),
                 host=host,
@@ -125,10 +154,10 @@ def compile_spec(
                     db_tree.get("password"), "database.password", origin("database.password")
                 ),
                 options=options,
-                pgbouncer=bool(_value(tree, "database.pgbouncer")),
             )
+            database = DatabaseSpec(**plain)
     else:
-        sqlite = SqliteSpec(path=str(_value(tree, "sqlite.path")))
+        sqlite = SqliteSpec(**section_values(tree, SqliteSpec, "sqlite", extra))
 
     enc_key = make_secret(
         _get(tree, ("encryption", "key")), "encryption.key", origin("encryption.key")
@@ -138,15 +167,10 @@ def compile_spec(
     if problems:
         return None, problems, warnings
 
-    pool = PoolSpec(
-        enabled=bool(_value(tree, "pool.enabled")),
-        size=int(_value(tree, "pool.size")),
-        max_overflow=int(_value(tree, "pool.max_overflow")),
-        timeout=float(_value(tree, "pool.timeout")),
-        recycle=int(_value(tree, "pool.recycle")),
-        pre_ping=bool(_value(tree, "pool.pre_ping")),
-        use_lifo=bool(_value(tree, "pool.use_lifo")),
-    )
+    pool = PoolSpec(**section_values(tree, PoolSpec, "pool", extra))
+    monitoring = MonitoringSpec(**section_values(tree, MonitoringSpec, "monitoring", extra))
+    top = section_values(tree, EngineSpec, "", extra)
+    section_values(tree, EncryptionSpec, "encryption", extra)  # plain keys added later
     spec = EngineSpec(
         engine="postgresql" if database else "sqlite",
         url=render_url(database, sqlite),
@@ -154,28 +178,23 @@ def compile_spec(
         database=database,
         sqlite=sqlite,
         pool=pool,
-        echo=bool(_value(tree, "database.echo")),
-        monitoring=MonitoringSpec(
-            enabled=bool(_value(tree, "monitoring.enabled")),
-            interval=int(_value(tree, "monitoring.interval")),
-        ),
+        monitoring=monitoring,
         encryption=EncryptionSpec(key=enc_key),
+        extra=tuple(sorted(extra)),
         sources=merged.sources,
         provenance=_provenance(merged),
+        **top,
     )
     spec = _with_fingerprint(spec)
     return spec, problems, warnings
 
 
 def _with_fingerprint(spec: EngineSpec) -> EngineSpec:
-    import attrs
-
     return attrs.evolve(spec, fingerprint=fingerprint_of(spec))
 
 
 def _how_to_set(component: str) -> str:
-    env = {"host": "LETTA_PG_HOST", "name": "LETTA_PG_DB", "user": "LETTA_PG_USER"}[component]
-    return f"database.{component} (or {env})"
+    return f"database.{component} (or {env_of('database.' + component)})"
 
 
 def _options(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from typing import Any
 from attrs import field, frozen
 
 from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.files import UserFileError, read_user_file
 
-MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 10_000  # refuse YAML alias bombs and absurd trees quickly
 EXTENSIONS = (".toml", ".yaml", ".yml")
 
@@ -114,44 +113,11 @@ def find_profile(name: str, profiles_dir: str | Path) -> Path:
 
 
 def read_text(path: Path) -> str:
-    """The file's text, or a one-line problem (directory, unreadable, too large, not UTF-8)."""
-    label = str(path)
+    """The file's text, or a one-line problem (see :mod:`dbprofile.files`)."""
     try:
-        if path.is_dir():
-            raise ProblemsFound([Problem(label, message="is a directory, not a profile file")])
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, /dev/zero never end
-            raise ProblemsFound([Problem(label, message="not a regular file")])
-        size = st.st_size
-        if size > MAX_FILE_BYTES:
-            raise ProblemsFound(
-                [Problem(label, message=f"file too large: {size} bytes (limit {MAX_FILE_BYTES})")]
-            )
-        with path.open("rb") as fh:  # the size can change after stat: read at most the limit
-            data = fh.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise ProblemsFound(
-                [Problem(label, message=f"file too large: over {MAX_FILE_BYTES} bytes")]
-            )
-    except OSError as exc:
-        raise ProblemsFound(
-            [Problem(label, message=f"cannot read: {exc.strerror or exc}")]
-        ) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ProblemsFound(
-            [
-                Problem(
-                    label,
-                    line,
-                    col,
-                    message=f"not UTF-8 text: invalid byte 0x{data[exc.start]:02x}",
-                )
-            ]
-        ) from None
+        return read_user_file(path, what="profile")
+    except UserFileError as exc:
+        raise ProblemsFound([Problem(exc.path, exc.line, exc.col, message=exc.reason)]) from None
 
 
 def load_layer(path: str | Path, *, profile: str | None = None) -> Layer:

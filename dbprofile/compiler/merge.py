@@ -19,11 +19,11 @@ from typing import Any
 
 from attrs import frozen
 
-from dbprofile.compiler.keys import KEYS_BY_PATH, PG_COMPONENTS, SECRET_PATHS
 from dbprofile.compiler.load import KeyPath, Layer
 from dbprofile.compiler.overrides import CLEAR
-from dbprofile.compiler.urls import UriError, mask_uri, parse_uri
 from dbprofile.errors import Problem
+from dbprofile.keys import KEYS_BY_PATH, PG_COMPONENTS, SECRET_PATHS
+from dbprofile.pgurl import SqliteUri, UriError, mask_uri, parse_uri
 from dbprofile.spec import Secret
 
 URI_PATH: KeyPath = ("database", "uri")
@@ -116,13 +116,13 @@ def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem]]:
         derived.add(path)
 
     derived: set[KeyPath] = set()
-    if parts.sqlite_path is not None:
+    if isinstance(parts, SqliteUri):
         for comp in (*PG_COMPONENTS, "options"):
             if comp not in newdb:
                 put(("database", comp), CLEAR)
         sqlite = tree.setdefault("sqlite", {})
         if isinstance(sqlite, dict) and "path" not in sqlite:
-            put(("sqlite", "path"), parts.sqlite_path)
+            put(("sqlite", "path"), parts.path)
     else:
         for comp, value in parts.components().items():
             if comp == "options":

@@ -15,9 +15,9 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dbprofile.compiler.keys import KEYS_BY_ENV, KEYS_BY_PATH, Key
 from dbprofile.compiler.load import KeyPath, Layer
 from dbprofile.errors import Problem
+from dbprofile.keys import KEYS_BY_ENV, KEYS_BY_PATH, Key
 
 
 class _Clear:

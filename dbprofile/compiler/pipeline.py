@@ -16,12 +16,12 @@ from pathlib import Path
 from attrs import frozen
 
 from dbprofile.compiler.compile import compile_spec
-from dbprofile.compiler.keys import defaults_tree
 from dbprofile.compiler.load import Layer, find_profile, load_layer
 from dbprofile.compiler.merge import Merged, merge_layers
 from dbprofile.compiler.overrides import env_layer, set_layer
 from dbprofile.compiler.validate import validate_tree
 from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.keys import defaults_tree
 from dbprofile.spec import EngineSpec
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dbprofile.spec import MASK, EngineSpec, Secret, spec_to_dict
+from dbprofile.keys import KEYS
+from dbprofile.pgurl import MASK, SECRET_QUERY_KEYS
+from dbprofile.spec import EngineSpec, Secret, spec_to_dict, spec_value
 
 FORMATS = ("json", "toml", "env", "text")
 
@@ -129,53 +131,46 @@ def render_env(spec: EngineSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def display(value: Any) -> str:
+    """A setting's value as people read it (booleans lower-case, 30.0 as 30)."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
+
+
 def leaf_values(spec: EngineSpec) -> dict[str, str]:
-    """Every effective setting as display text (secrets described, never shown)."""
+    """Every effective setting as display text (secrets described, never shown), in the
+    key model's order."""
     out: dict[str, str] = {"engine": spec.engine, "url": spec.url}
-    db = spec.database
-    if db is not None:
-        out["database.host"] = db.host if db.host is not None else "(from options)"
-        out["database.port"] = "" if db.port is None else str(db.port)
-        out["database.name"] = db.name
-        out["database.user"] = db.user
-        out["database.password"] = db.password.describe() if db.password else "(none)"
-        for key, value in db.options:
-            k = f"database.options.{key}"
-            out[k] = f"{out[k]}, {value}" if k in out else value
-        out["database.pgbouncer"] = _bool(db.pgbouncer)
-    else:
-        assert spec.sqlite is not None
-        out["sqlite.path"] = spec.sqlite.path
-    out["database.echo"] = _bool(spec.echo)
-    pool = spec.pool
-    out["pool.enabled"] = _bool(pool.enabled)
-    out["pool.size"] = str(pool.size)
-    out["pool.max_overflow"] = str(pool.max_overflow)
-    out["pool.timeout"] = _num(pool.timeout)
-    out["pool.recycle"] = str(pool.recycle)
-    out["pool.pre_ping"] = _bool(pool.pre_ping)
-    out["pool.use_lifo"] = _bool(pool.use_lifo)
-    out["monitoring.enabled"] = _bool(spec.monitoring.enabled)
-    out["monitoring.interval"] = str(spec.monitoring.interval)
-    enc = spec.encryption.key
-    out["encryption.key"] = enc.describe() if enc else "(none)"
+    for key in KEYS:
+        if key.spec_path is None:
+            continue
+        if spec.database is None and key.section == "database" and key.spec_path != "echo":
+            continue
+        if spec.sqlite is None and key.section == "sqlite":
+            continue
+        value = spec_value(spec, key)
+        if key.type == "options":
+            for name, option in value or ():
+                k = f"{key.path}.{name}"
+                shown = MASK if name in SECRET_QUERY_KEYS else option
+                out[k] = f"{out[k]}, {shown}" if k in out else shown
+        elif key.type == "secret":
+            out[key.path] = value.describe() if value is not None else "(none)"
+        elif key.path == "database.host" and value is None:
+            out[key.path] = "(from options)"
+        elif key.path == "database.port" and value is None:
+            out[key.path] = ""
+        else:
+            out[key.path] = display(value)
     return out
 
 
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
 def render_text(spec: EngineSpec) -> str:
-    pool = spec.pool
-    if pool.enabled:
-        pool_text = (
-            f"QueuePool size={pool.size} max_overflow={pool.max_overflow} "
-            f"timeout={_num(pool.timeout)}s recycle={pool.recycle}s "
-            f"pre_ping={_bool(pool.pre_ping)} use_lifo={_bool(pool.use_lifo)}"
-        )
-    else:
-        pool_text = f"NullPool (a new connection per checkout) pre_ping={_bool(pool.pre_ping)}"
     rows = [
         ("profile", spec.profile or "(none: defaults + environment)"),
         ("engine", spec.engine),
@@ -187,8 +182,8 @@ def render_text(spec: EngineSpec) -> str:
         if spec.database.pgbouncer:
             rows.append(("pgbouncer", "transaction mode (no prepared statements)"))
     rows += [
-        ("pool", pool_text),
-        ("echo", _bool(spec.echo)),
+        ("pool", spec.pool.describe()),
+        ("echo", display(spec.echo)),
         ("monitoring", f"every {spec.monitoring.interval}s" if spec.monitoring.enabled else "off"),
         ("encryption", spec.encryption.key.describe() if spec.encryption.key else "(no key)"),
         ("sources", " < ".join(spec.sources)),

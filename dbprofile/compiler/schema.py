@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dbprofile.compiler.keys import KEYS, SECTION_DESCRIPTIONS, SECTIONS, Key
+from dbprofile.keys import KEYS, SECTION_DESCRIPTIONS, SECTIONS, Key
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
 ENV_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"

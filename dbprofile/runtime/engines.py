@@ -1,7 +1,7 @@
 """EngineSpec -> SQLAlchemy engines (sync and async), pooled exactly as the spec says.
 
 - PostgreSQL: psycopg 3 for sync and async (``postgresql+psycopg``), URL from
-  :func:`dbprofile.runtime.urls.postgres_url`; the driver's ``connect_timeout`` defaults
+  :func:`dbprofile.runtime.drivers.postgres_url`; the driver's ``connect_timeout`` defaults
   to ``pool.timeout`` (as Letta does) unless ``database.options`` sets one; with
   ``database.pgbouncer`` psycopg's prepared statements are off (``prepare_threshold=None``),
   which transaction-mode pgbouncer needs.
@@ -13,7 +13,7 @@
   ``AsyncAdaptedQueuePool``) with size, max_overflow, timeout, recycle, use_lifo;
   ``pre_ping`` and ``echo`` always as the spec says.
 - Every engine translates errors (``handle_error`` and the pool's checkout timeout, see
-  :mod:`dbprofile.runtime.errors`) and, when ``monitoring.enabled``, is monitored
+  :mod:`dbprofile.runtime.translate`) and, when ``monitoring.enabled``, is monitored
   (:func:`dbprofile.runtime.monitoring.attach_monitoring`).
 
 Secrets are resolved from ``environ`` (default ``os.environ``) here, at engine creation,
@@ -37,14 +37,14 @@ try:
 except ModuleNotFoundError as _exc:  # pragma: no cover - exercised in a subprocess test
     raise DriverMissingError("sqlalchemy", "runtime", "dbprofile's runtime") from _exc
 
-from dbprofile.runtime.errors import (
+from dbprofile.runtime.drivers import postgres_url, sqlite_url
+from dbprofile.runtime.resolve import resolve_password
+from dbprofile.runtime.sqlite import MEMORY, install_sqlite_hooks, prepare_sqlite_path
+from dbprofile.runtime.translate import (
     TranslatingAsyncQueuePool,
     TranslatingQueuePool,
     translate_error,
 )
-from dbprofile.runtime.secrets import resolve_password
-from dbprofile.runtime.sqlite import MEMORY, install_sqlite_hooks, prepare_sqlite_path
-from dbprofile.runtime.urls import postgres_url, sqlite_url
 from dbprofile.spec import EngineSpec
 
 if TYPE_CHECKING:  # the ORM costs ~50 ms to import, the asyncio extension needs greenlet

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from dbprofile.cli import main
-from dbprofile.compiler.keys import KEYS
 from dbprofile.compiler.schema import schema_text
 from dbprofile.errors import ProblemsFound
+from dbprofile.keys import KEYS
 from tests.compiler.golden import INVALID, VALID
 
 REPO = Path(__file__).resolve().parents[2]

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from jsonschema import Draft7Validator
 
 from dbprofile.cli import main
-from dbprofile.compiler.keys import KEYS, SECTIONS
 from dbprofile.compiler.load import load_layer
 from dbprofile.compiler.schema import build_schema, schema_text
 from dbprofile.compiler.validate import SUPPORTED_KEYWORDS, validate_tree
 from dbprofile.errors import ProblemsFound
+from dbprofile.keys import KEYS, SECTIONS
 from tests.compiler.golden import INVALID, VALID, profile_files
 
 REPO = Path(__file__).resolve().parents[2]

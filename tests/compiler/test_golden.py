@@ -127,7 +127,7 @@ def test_profile_that_is_a_fifo_is_refused_not_waited_on(
     os.mkfifo(profiles / "prod.toml")
     code, out, err = _compile(tmp_path, monkeypatch, "--profile", "prod")
     assert (code, out) == (1, "")
-    assert err == "profiles/prod.toml: not a regular file\n"
+    assert err == "profiles/prod.toml: not a regular file (a device, FIFO or socket)\n"
 
 
 WRITE_ONLY_FOR_ROOT = Path("/proc/sys/vm/drop_caches")  # mode 0200: root cannot read it

@@ -23,10 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dbprofile.cli import main
-from dbprofile.compiler.keys import KEYS, Key
 from dbprofile.compiler.load import Layer
 from dbprofile.compiler.merge import merge_layers
 from dbprofile.compiler.pipeline import compile_layers, defaults_layer
+from dbprofile.keys import KEYS, Key
 from dbprofile.spec import (
     DatabaseSpec,
     EncryptionSpec,
@@ -36,11 +36,11 @@ from dbprofile.spec import (
     PoolSpec,
     Secret,
     SqliteSpec,
+    database_url,
     fingerprint_of,
     render_url,
     spec_to_dict,
     structure_spec,
-    url_parts,
 )
 from tests.compiler.golden import VALID
 
@@ -55,11 +55,13 @@ def _valid_value(key: Key) -> st.SearchStrategy[Any]:
         return st.booleans()
     if key.type == "integer":
         low = int(key.minimum) if key.minimum is not None else 0
-        return st.integers(min_value=low, max_value=low + 100_000)
+        high = int(key.maximum) if key.maximum is not None else low + 100_000
+        return st.integers(min_value=low, max_value=high)
     if key.type == "number":
+        high = key.maximum if key.maximum is not None else 1e6
         return st.one_of(
-            st.integers(min_value=1, max_value=10_000),
-            st.floats(min_value=0.001, max_value=1e6, allow_nan=False, allow_infinity=False),
+            st.integers(min_value=1, max_value=min(10_000, int(high))),
+            st.floats(min_value=0.001, max_value=high, allow_nan=False, allow_infinity=False),
         )
     return st.text(alphabet="abcdefghijklmnopqrstuvwxyz/._-", min_size=1, max_size=20)
 
@@ -335,6 +337,6 @@ def test_display_url_is_exactly_sqlalchemys_rendering(
         name=name, user=user, host=host, port=port, password=password, options=tuple(options)
     )
     expected = URL.create(
-        **url_parts(db), password="p@ss:w/rd" if has_password else None
+        **database_url(db, "p@ss:w/rd" if has_password else None).create_args()
     ).render_as_string()
     assert render_url(db) == expected

@@ -338,7 +338,10 @@ def test_nothing_listening_is_one_line_naming_host_and_port(project: Path) -> No
     environ = {"LETTA_PG_PORT": str(free_port()), "LETTA_PG_PASSWORD": PASSWORD}
     code, _, err = migrate("--profile", "postgres", "upgrade", "head", environ=environ)
     line = assert_one_line_error(
-        code, err, "cannot connect: nothing listening", "check database.host and database.port"
+        code,
+        err,
+        "cannot connect: nothing listening",
+        "check database.host (LETTA_PG_HOST), database.port (LETTA_PG_PORT)",
     )
     assert "s3cr" not in err
     assert "Connection refused" in line or "connection refused" in line.lower()
@@ -444,12 +447,6 @@ def test_the_migration_engine_leaves_sqlite_foreign_keys_off(tmp_path: Path) -> 
     ],
 )
 def test_failure_messages_are_scrubbed_of_credentials(message: str, expected: str) -> None:
-    from dbprofile.cli.ops_cmds import _scrub
-    from dbprofile.spec import DatabaseSpec, EngineSpec, Secret
+    from dbprofile.pgurl import scrub
 
-    spec = EngineSpec(
-        engine="postgresql",
-        url="x",
-        database=DatabaseSpec(name="a", user="u", host="h", password=Secret("env", "PW", "p")),
-    )
-    assert _scrub(message, spec, {"PW": PASSWORD}) == expected
+    assert scrub(message, (PASSWORD,)) == expected

@@ -54,7 +54,7 @@ def test_check_reports_server_pool_tls_and_latency_from_a_spec_file(
     )
     assert (
         "pool:      QueuePool size=7 max_overflow=3 timeout=4s recycle=1800s "
-        "pre_ping=on use_lifo=on" in lines
+        "pre_ping=true use_lifo=true" in lines
     )
     assert "pgbouncer: off" in lines
     assert "tls:       no" in lines
@@ -79,7 +79,7 @@ def test_check_compiles_letta_environment_variables_without_profiles(
     }
     code, out, err = run(["check", "--profiles-dir", str(tmp_path)], environ)
     assert code == 0, err
-    assert "pool:      NullPool (a new connection per checkout) pre_ping=on" in out
+    assert "pool:      NullPool (a new connection per checkout) pre_ping=true" in out
     assert pg.password not in out + err
 
 

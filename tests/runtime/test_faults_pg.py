@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from dbprofile import create_async_engine, create_engine
-from dbprofile.runtime.errors import DatabaseConnectionLostError
+from dbprofile.runtime.translate import DatabaseConnectionLostError
 from dbprofile.spec import PoolSpec
 from tests.pg import PgbouncerServer, PostgresServer, free_port
 from tests.runtime.conftest import pg_spec

@@ -19,7 +19,7 @@ from dbprofile import (
     create_engine,
     sessionmaker,
 )
-from dbprofile.runtime.errors import PoolTimeoutError
+from dbprofile.runtime.translate import PoolTimeoutError
 from dbprofile.spec import PoolSpec
 from tests.pg import PostgresServer
 from tests.runtime.conftest import pg_spec

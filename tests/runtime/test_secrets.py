@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from dbprofile import SecretError, create_engine
 from dbprofile.errors import DecryptionError
-from dbprofile.runtime.secrets import resolve_password, resolve_secret
+from dbprofile.runtime.resolve import resolve_password, resolve_secret
 from dbprofile.spec import EncryptionSpec, Secret
 from tests.pg import PostgresServer
 from tests.runtime.conftest import PASSWORD_VAR, pg_spec

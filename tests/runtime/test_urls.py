@@ -15,8 +15,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 from dbprofile import SpecError, create_async_engine, create_engine
-from dbprofile.runtime.check import check_spec
-from dbprofile.runtime.urls import (
+from dbprofile.runtime.diagnose import check_spec
+from dbprofile.runtime.drivers import (
     asyncpg_target,
     driver_target,
     parse_libpq_options,

@@ -263,6 +263,6 @@ def test_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -
     result = run_cli([*argv, "--no-env"], {"LETTA_ENCRYPTION_KEY": KEY, "PW": "pw-s3cret"})
     assert result.code == 1
     assert result.err.count("\n") == 1
-    assert result.err.startswith("error: encrypt-column: OperationalError: connection")
+    assert result.err.startswith("error: encrypt-column: nothing listening: connection")
     assert "pw-s3cret" not in result.err
     assert "Traceback" not in result.err

@@ -14,7 +14,7 @@ from dbprofile import crypto
 from dbprofile.compiler.pipeline import compile_profile
 from dbprofile.errors import DecryptionError, SecretError
 from dbprofile.runtime.engines import create_engine
-from dbprofile.runtime.secrets import resolve_password
+from dbprofile.runtime.resolve import resolve_password
 from tests.pg import PostgresServer
 from tests.secrets.helpers import run_cli
 

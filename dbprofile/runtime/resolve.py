@@ -6,30 +6,16 @@ Errors name the reference — the variable, the file, the key path — and never
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from urllib.parse import unquote
 
 from dbprofile.errors import SecretError
+from dbprofile.files import UserFileError, read_user_file
+from dbprofile.keys import env_of
+from dbprofile.pgurl import url_password
 from dbprofile.spec import EngineSpec, Secret
 
 __all__ = ["resolve_encryption_key", "resolve_password", "resolve_secret"]
 
-
-def _url_password(url: str) -> str | None:
-    """The percent-decoded password in ``scheme://user:password@host/...``, if any."""
-    _, sep, rest = url.partition("://")
-    if not sep:
-        return None
-    end = len(rest)
-    for ch in "/?#":
-        idx = rest.find(ch)
-        if idx != -1:
-            end = min(end, idx)
-    userinfo, at, _ = rest[:end].rpartition("@")
-    if not at:
-        return None
-    _, colon, password = userinfo.partition(":")
-    return unquote(password) if colon else None
+MAX_SECRET_BYTES = 64 * 1024  # a password or key file; anything larger is a mistake
 
 
 def resolve_secret(
@@ -51,7 +37,7 @@ def resolve_secret(
             return value
         if secret.part != "password":
             raise SecretError(where, f"unknown secret part {secret.part!r} of {secret.ref}")
-        password = _url_password(value)
+        password = url_password(value)
         if password is None:
             raise SecretError(
                 where, f"the URL in environment variable {secret.ref} carries no password"
@@ -59,19 +45,10 @@ def resolve_secret(
         return password
     if secret.source == "file":
         try:
-            text = Path(secret.ref).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SecretError(where, f"secret file {secret.ref} does not exist") from None
-        except IsADirectoryError:
-            raise SecretError(where, f"secret file {secret.ref} is a directory") from None
-        except PermissionError:
-            raise SecretError(where, f"secret file {secret.ref} is not readable") from None
-        except UnicodeDecodeError:
-            raise SecretError(where, f"secret file {secret.ref} is not UTF-8 text") from None
-        except OSError as exc:
-            raise SecretError(
-                where, f"secret file {secret.ref} cannot be read: {exc.strerror}"
-            ) from None
+            text = read_user_file(secret.ref, what="secret", limit=MAX_SECRET_BYTES)
+        except UserFileError as exc:
+            sep = " " if exc.reason == "does not exist" else ": "
+            raise SecretError(where, f"secret file {exc.path}{sep}{exc.reason}") from None
         if text.endswith("\r\n"):
             return text[:-2]
         if text.endswith("\n"):
@@ -91,7 +68,7 @@ def resolve_secret(
             raise SecretError(
                 where,
                 "is encrypted but no encryption key is configured "
-                '(set encryption.key, normally {env = "LETTA_ENCRYPTION_KEY"})',
+                '(set encryption.key, normally {env = "' + env_of("encryption.key") + '"})',
             )
         from dbprofile.crypto import open_value
 

@@ -1,8 +1,14 @@
-"""``dbprofile check``: connect with the spec's engine, probe, and report — or say clearly why not.
+"""Database failures explained, whichever command hit them, and ``dbprofile check``.
 
-:func:`check_spec` returns a :class:`CheckReport` or raises
-:class:`~dbprofile.errors.ConnectionCheckError` whose ``kind`` is one of
-:data:`FAILURE_KINDS` and whose one-line message never holds the password.
+One place classifies a failure (:func:`classify_failure`: one of :data:`FAILURE_KINDS`),
+folds the driver's text to one line (:func:`one_line`), scrubs credentials from it
+(:func:`dbprofile.pgurl.scrub`) and says what to change (:data:`HINTS`, naming the keys
+and their variables from the key model): :func:`describe_failure` is used by ``check``,
+``migrate`` and ``encrypt-column`` alike.
+
+:func:`check_spec` connects with the spec's engine, probes and returns a
+:class:`CheckReport`, or raises :class:`~dbprofile.errors.ConnectionCheckError` whose
+``kind`` is one of :data:`FAILURE_KINDS` and whose one-line message never holds a secret.
 """
 
 from __future__ import annotations
@@ -17,9 +23,19 @@ from typing import Any
 from attrs import evolve, frozen
 
 from dbprofile.errors import ConnectionCheckError, DatabaseTimeoutError
-from dbprofile.spec import EngineSpec, MonitoringSpec, PoolSpec, render_url
+from dbprofile.keys import env_of
+from dbprofile.pgurl import scrub
+from dbprofile.spec import EngineSpec, MonitoringSpec
 
-__all__ = ["FAILURE_KINDS", "CheckReport", "check_spec", "classify_failure", "describe_pool"]
+__all__ = [
+    "FAILURE_KINDS",
+    "HINTS",
+    "CheckReport",
+    "check_spec",
+    "classify_failure",
+    "describe_failure",
+    "one_line",
+]
 
 FAILURE_KINDS = (
     "authentication failed",
@@ -93,26 +109,42 @@ class CheckReport:
         return out
 
 
-def describe_pool(pool: PoolSpec) -> str:
-    onoff = {True: "on", False: "off"}
-    if not pool.enabled:
-        return f"NullPool (a new connection per checkout) pre_ping={onoff[pool.pre_ping]}"
-    return (
-        f"QueuePool size={pool.size} max_overflow={pool.max_overflow} "
-        f"timeout={pool.timeout:g}s recycle={pool.recycle}s "
-        f"pre_ping={onoff[pool.pre_ping]} use_lifo={onoff[pool.use_lifo]}"
-    )
+def _hint_keys(*paths: str) -> str:
+    return ", ".join(f"{p} ({env_of(p)})" for p in paths)
 
 
-def _scrub(text: str, secret: str | None) -> str:
-    if secret and len(secret) >= 3:
-        text = text.replace(secret, "***")
-    return text
+# What to do, per failure kind.
+HINTS: dict[str, str] = {
+    "authentication failed": "check " + _hint_keys("database.password", "database.user"),
+    "nothing listening": "is PostgreSQL running there? check "
+    + _hint_keys("database.host", "database.port"),
+    "unknown host": "check " + _hint_keys("database.host"),
+    "database does not exist": "create it first (createdb), or fix " + _hint_keys("database.name"),
+    "TLS required": "the server wants TLS: set database.options.sslmode to require "
+    "(or verify-full)",
+    "TLS certificate rejected": "check sslrootcert and that database.host matches the "
+    "certificate (database.options)",
+    "timeout": "no answer within connect_timeout: check the network path to database.host",
+    "cannot open database": "check "
+    + _hint_keys("sqlite.path")
+    + " and that its directory is writable",
+}
+
+
+def one_line(text: str) -> str:
+    """A driver message on one line: its lines joined as sentences ("refused. Is the...")."""
+    lines = [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
+    out = ""
+    for line in filter(None, lines):
+        if out:
+            out += " " if out.endswith((".", "?", "!", ":", ";")) else ". "
+        out += line
+    return out
 
 
 def _driver_message(exc: BaseException) -> tuple[str, str | None]:
     """The driver's message (all lines joined) and SQLSTATE, from a (wrapped) error."""
-    from dbprofile.runtime.errors import sqlstate_of
+    from dbprofile.runtime.translate import sqlstate_of
 
     orig = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
@@ -129,16 +161,50 @@ def classify_failure(message: str, sqlstate: str | None = None) -> str:
     return "connection failed"
 
 
-def _failure(exc: BaseException, url: str, password: str | None) -> ConnectionCheckError:
-    if isinstance(exc, DatabaseTimeoutError):
-        kind, detail = "timeout", str(exc).splitlines()[0]
+def _connect_detail(text: str) -> str:
+    text = re.sub(r"^connection failed: ", "", text)
+    text = re.sub(r"FATAL:\s+", "", text)
+    return re.sub(r"\.? ?Is the server running .*$", "", text)
+
+
+def describe_failure(
+    exc: BaseException, *, url: str, secrets: tuple[str | None, ...] = (), hint: bool = True
+) -> tuple[str, str]:
+    """(kind, one-line message) for any error a database command met; the message never
+    holds a credential (shapes and the given ``secrets`` scrubbed). ``kind`` is one of
+    :data:`FAILURE_KINDS` for a failure to connect, ``"statement failed"`` for an error
+    of a statement, ``"error"`` otherwise."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, DatabaseTimeoutError) and not isinstance(
+        getattr(exc, "original_exception", None), sqlalchemy.exc.DBAPIError
+    ):
+        kind, text = "timeout", str(exc).splitlines()[0]
+        message = f"{kind}: {text}"
+    elif isinstance(exc, sqlalchemy.exc.DBAPIError | DatabaseTimeoutError):
+        wrapped = getattr(exc, "original_exception", None) or exc
+        detail, sqlstate = _driver_message(wrapped)
+        if getattr(wrapped, "statement", None) is None:  # failed before any statement
+            kind = classify_failure(detail, sqlstate)
+            message = f"{kind}: {_connect_detail(one_line(detail))} ({url})"
+            if hint and kind in HINTS:
+                message += f"; {HINTS[kind]}"
+        else:  # the server's primary message (the statement is in the logs)
+            orig = getattr(wrapped, "orig", None) or wrapped
+            first = next((ln.strip() for ln in str(orig).splitlines() if ln.strip()), "")
+            kind, message = "statement failed", f"{type(orig).__name__}: {first}"
+    elif isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+        text = str(exc).split("\n", 1)[0]
+        text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
+        kind, message = "error", f"{type(exc).__name__}: {one_line(text)}"
     else:
-        detail, sqlstate = _driver_message(exc)
-        kind = classify_failure(detail, sqlstate)
-    detail = re.sub(r"^connection failed: ", "", detail)
-    detail = re.sub(r"FATAL:\s+", "", detail)
-    detail = re.sub(r"\s*Is the server running .*$", "", detail)
-    return ConnectionCheckError(kind, _scrub(f"{kind}: {detail} ({url})", password))
+        kind, message = "error", f"{type(exc).__name__}: {one_line(str(exc))}"
+    return kind, scrub(message, secrets)
+
+
+def _failure(exc: BaseException, url: str, password: str | None) -> ConnectionCheckError:
+    kind, message = describe_failure(exc, url=url, secrets=(password,), hint=False)
+    return ConnectionCheckError(kind, message)
 
 
 def _tls_of(conn: Any, *, behind_pgbouncer: bool) -> str:
@@ -170,7 +236,7 @@ def check_spec(
     from sqlalchemy import text
 
     from dbprofile.runtime.engines import create_engine
-    from dbprofile.runtime.secrets import resolve_password
+    from dbprofile.runtime.resolve import resolve_password
 
     password = resolve_password(spec, environ)
     # a probe: no monitor, and no SQL echo on stdout (it would bury the report)
@@ -178,7 +244,7 @@ def check_spec(
     overrides: dict[str, Any] = {}
     if timeout is not None and spec.engine == "postgresql":
         overrides["connect_args"] = {"connect_timeout": max(1, math.ceil(timeout))}
-    shown = render_url(spec.database, spec.sqlite)
+    shown = spec.url
     engine = create_engine(quiet, environ=environ, **overrides)
     try:
         started = time.perf_counter()
@@ -215,7 +281,7 @@ def check_spec(
         engine=spec.engine,
         url=shown,
         server=server,
-        pool=describe_pool(spec.pool),
+        pool=spec.pool.describe(),
         pgbouncer=bool(spec.database and spec.database.pgbouncer),
         tls=tls,
         connect_ms=connect_ms,

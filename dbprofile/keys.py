@@ -1,8 +1,13 @@
-"""The key model: every profile key, its type, default, limits and its one env variable.
+"""The key model: every profile key, its type, default, limits, variable and description.
 
-This table is the single source of truth. The JSON Schema (``schema.py``), the
-environment layer (``overrides.py``), the defaults layer, ``dbprofile env-vars`` and
-the README's variable table are all generated from it.
+Pure data that every side reads (compiler, spec, runtime, CLI): this table is the one
+place a setting's facts live. Derived from it: the JSON Schema
+(``compiler/schema.py``), the defaults layer, the environment layer
+(``compiler/overrides.py``), ``dbprofile env-vars`` and the README's variable table,
+the spec's field defaults (``spec.py``), ``compile --format env``, the explain and diff
+rows (``compiler/render.py``) and every message that names a variable
+(:func:`env_of`). No ``LETTA_`` name is written anywhere else in the package (a test
+checks it). See docs/profiles.md for what each key does.
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ class Key:
     maximum: float | None = None
     exclusive_minimum: float | None = None
     invert_env: bool = False  # the variable means the opposite (LETTA_DISABLE_...)
+    # Where the value lives in the EngineSpec (attribute path); None: not carried as is
+    # (database.uri is expanded into the components). A key whose attribute does not
+    # exist (yet) travels in ``EngineSpec.extra``.
+    spec: str | None = ""
+    # How Letta 0.16.8 types the variable (pydantic-settings): "int", "bool", "str";
+    # None: not a Letta variable (a dbprofile extension).
+    letta: Literal["int", "bool", "str"] | None = None
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -38,6 +50,11 @@ class Key:
     def name(self) -> str:
         return self.parts[-1]
 
+    @property
+    def spec_path(self) -> str | None:
+        """The attribute path in the EngineSpec ("" in the table means: the key path)."""
+        return self.path if self.spec == "" else self.spec
+
 
 KEYS: tuple[Key, ...] = (
     Key(
@@ -47,23 +64,27 @@ KEYS: tuple[Key, ...] = (
         "sqlite:/// URL. postgres://, +psycopg2, +asyncpg and +pg8000 URLs are normalized to "
         "psycopg 3. Explicit database.* parts set in the same file win over the URL's.",
         env="LETTA_PG_URI",
+        letta="str",
+        spec=None,
     ),
     Key(
         "database.host",
         "string",
         "PostgreSQL host name, IP address, or Unix-socket directory (a path starting with /).",
         env="LETTA_PG_HOST",
+        letta="str",
     ),
     Key(
         "database.port",
         "integer",
         "PostgreSQL port (5432 when a host is given without one).",
         env="LETTA_PG_PORT",
+        letta="int",
         minimum=1,
         maximum=65535,
     ),
-    Key("database.name", "string", "Database name.", env="LETTA_PG_DB"),
-    Key("database.user", "string", "Role to connect as.", env="LETTA_PG_USER"),
+    Key("database.name", "string", "Database name.", env="LETTA_PG_DB", letta="str"),
+    Key("database.user", "string", "Role to connect as.", env="LETTA_PG_USER", letta="str"),
     Key(
         "database.password",
         "secret",
@@ -71,6 +92,7 @@ KEYS: tuple[Key, ...] = (
         "`dbprofile encrypt`, or a literal (warned about outside dev and test). May be absent "
         "for trust, peer or .pgpass authentication.",
         env="LETTA_PG_PASSWORD",
+        letta="str",
     ),
     Key(
         "database.options",
@@ -85,6 +107,8 @@ KEYS: tuple[Key, ...] = (
         "Log every SQL statement (SQLAlchemy echo).",
         default=False,
         env="LETTA_PG_ECHO",
+        letta="bool",
+        spec="echo",
     ),
     Key(
         "database.pgbouncer",
@@ -109,6 +133,7 @@ KEYS: tuple[Key, ...] = (
         "checkout. The variable is inverted: LETTA_DISABLE_SQLALCHEMY_POOLING=false enables it.",
         default=False,
         env="LETTA_DISABLE_SQLALCHEMY_POOLING",
+        letta="bool",
         invert_env=True,
     ),
     Key(
@@ -117,7 +142,9 @@ KEYS: tuple[Key, ...] = (
         "Connections kept open by the pool.",
         default=25,
         env="LETTA_PG_POOL_SIZE",
+        letta="int",
         minimum=1,
+        maximum=10_000,
     ),
     Key(
         "pool.max_overflow",
@@ -125,7 +152,9 @@ KEYS: tuple[Key, ...] = (
         "Extra connections allowed above pool.size under load (-1: unlimited).",
         default=10,
         env="LETTA_PG_MAX_OVERFLOW",
+        letta="int",
         minimum=-1,
+        maximum=10_000,
     ),
     Key(
         "pool.timeout",
@@ -133,7 +162,9 @@ KEYS: tuple[Key, ...] = (
         "Seconds to wait for a free connection before DatabaseTimeoutError.",
         default=30,
         env="LETTA_PG_POOL_TIMEOUT",
+        letta="int",
         exclusive_minimum=0,
+        maximum=86_400,
     ),
     Key(
         "pool.recycle",
@@ -141,7 +172,9 @@ KEYS: tuple[Key, ...] = (
         "Seconds after which a connection is replaced (-1: never).",
         default=1800,
         env="LETTA_PG_POOL_RECYCLE",
+        letta="int",
         minimum=-1,
+        maximum=31_536_000,
     ),
     Key(
         "pool.pre_ping",
@@ -149,6 +182,7 @@ KEYS: tuple[Key, ...] = (
         "Test each connection on checkout and replace dead ones.",
         default=True,
         env="LETTA_POOL_PRE_PING",
+        letta="bool",
     ),
     Key(
         "pool.use_lifo",
@@ -156,6 +190,7 @@ KEYS: tuple[Key, ...] = (
         "Reuse the most recently returned connection first, so idle ones can time out.",
         default=True,
         env="LETTA_POOL_USE_LIFO",
+        letta="bool",
     ),
     Key(
         "monitoring.enabled",
@@ -163,6 +198,7 @@ KEYS: tuple[Key, ...] = (
         "Pool metrics (Prometheus) and a periodic pool log line.",
         default=True,
         env="LETTA_ENABLE_DB_POOL_MONITORING",
+        letta="bool",
     ),
     Key(
         "monitoring.interval",
@@ -170,7 +206,9 @@ KEYS: tuple[Key, ...] = (
         "Seconds between pool log lines.",
         default=30,
         env="LETTA_DB_POOL_MONITORING_INTERVAL",
+        letta="int",
         minimum=1,
+        maximum=86_400,
     ),
     Key(
         "encryption.key",
@@ -178,6 +216,7 @@ KEYS: tuple[Key, ...] = (
         "Key that opens enc:v1: values and Letta's encrypted columns; normally "
         '{env = "LETTA_ENCRYPTION_KEY"}.',
         env="LETTA_ENCRYPTION_KEY",
+        letta="str",
     ),
 )
 
@@ -200,6 +239,22 @@ PG_COMPONENTS: tuple[str, ...] = ("host", "port", "name", "user", "password")
 
 # Profiles in which a literal secret is expected and not warned about.
 RELAXED_PROFILES: frozenset[str] = frozenset({"dev", "test"})
+
+
+ENV_PREFIX = "LETTA_"  # the variables dbprofile reads (Letta's prefix)
+
+
+def env_of(path: str) -> str:
+    """The variable of key ``path`` (every message naming a variable goes through here)."""
+    env = KEYS_BY_PATH[path].env
+    if env is None:  # pragma: no cover - a programming error, caught by the tests
+        raise KeyError(f"key {path} has no variable")
+    return env
+
+
+def default_of(path: str) -> Any:
+    """The built-in default of key ``path`` (the spec's field defaults come from here)."""
+    return KEYS_BY_PATH[path].default
 
 
 def defaults_tree() -> dict[str, Any]:

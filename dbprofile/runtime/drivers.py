@@ -1,7 +1,7 @@
 """Engine URLs, built with ``sqlalchemy.engine.URL.create`` — never by string formatting.
 
-The psycopg 3 URL comes from :func:`dbprofile.spec.url_parts` (the same function the
-compiler's display URL uses) plus the resolved password, so every libpq option in
+The psycopg 3 URL comes from :func:`dbprofile.spec.database_url` (the same value the
+compiler's display URL renders) plus the resolved password, so every libpq option in
 ``database.options`` reaches libpq untouched and any character in a password works.
 
 For tools that need another driver, :func:`asyncpg_target` and :func:`pg8000_target`
@@ -38,7 +38,8 @@ from attrs import frozen
 from sqlalchemy.engine import URL
 
 from dbprofile.errors import SpecError
-from dbprofile.spec import DatabaseSpec, EngineSpec, url_parts
+from dbprofile.pgurl import PgUrl, split_hostport
+from dbprofile.spec import DatabaseSpec, EngineSpec, database_url
 
 __all__ = [
     "DriverTarget",
@@ -72,9 +73,9 @@ def postgres_url(
     db: DatabaseSpec, password: str | None, *, drivername: str = "postgresql+psycopg"
 ) -> URL:
     """The psycopg 3 URL for ``db`` (the runtime's; the compiler renders the same one)."""
-    parts = url_parts(db)
-    parts["drivername"] = drivername
-    return URL.create(password=password, **parts)
+    args = database_url(db, password).create_args()
+    args["drivername"] = drivername
+    return URL.create(**args)
 
 
 def sqlite_url(path: str, *, async_: bool = False) -> URL:
@@ -82,12 +83,8 @@ def sqlite_url(path: str, *, async_: bool = False) -> URL:
 
 
 def _options(db: DatabaseSpec) -> list[tuple[str, str]]:
-    """All query options, a Unix-socket host included as ``host`` (as url_parts does)."""
-    opts: list[tuple[str, str]] = []
-    if db.host is not None and db.host.startswith("/"):
-        opts.append(("host", db.host))
-    opts.extend(db.options)
-    return opts
+    """All query options, a Unix-socket host included as ``host`` (as the URL has it)."""
+    return list(database_url(db).query)
 
 
 def parse_libpq_options(value: str) -> dict[str, str]:
@@ -192,19 +189,6 @@ def asyncpg_target(db: DatabaseSpec, password: str | None) -> DriverTarget:
     return DriverTarget(_with_query(db, password, "postgresql+asyncpg", query), connect_args)
 
 
-def _split_host(value: str) -> tuple[str, int | None]:
-    """``h``, ``h:5432``, ``[::1]:5432``, ``::1`` as (host, port)."""
-    if value.startswith("["):
-        end = value.find("]")
-        rest = value[end + 1 :]
-        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
-        return value[1:end], port
-    name, sep, port_text = value.rpartition(":")
-    if sep and port_text.isdigit() and ":" not in name:
-        return name, int(port_text)
-    return value, None
-
-
 def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
@@ -247,7 +231,7 @@ def pg8000_target(db: DatabaseSpec, password: str | None) -> DriverTarget:
             connect_args["unix_sock"] = f"{only.rstrip('/')}/.s.PGSQL.{port or 5432}"
             host = None
         else:
-            host, only_port = _split_host(only)
+            host, only_port = split_hostport(only)
             port = only_port if only_port is not None else port
     context = _ssl_context(sslmode or "prefer", files, driver="pg8000")
     if context is not None:
@@ -271,19 +255,9 @@ def pg8000_target(db: DatabaseSpec, password: str | None) -> DriverTarget:
 def _with_query(
     db: DatabaseSpec, password: str | None, drivername: str, query: list[tuple[str, str]]
 ) -> URL:
-    grouped: dict[str, list[str]] = {}
-    for key, value in query:
-        grouped.setdefault(key, []).append(value)
-    host = db.host if db.host is not None and not db.host.startswith("/") else None
-    return URL.create(
-        drivername,
-        username=db.user,
-        password=password,
-        host=host,
-        port=db.port,
-        database=db.name,
-        query={k: (v[0] if len(v) == 1 else tuple(v)) for k, v in grouped.items()},
-    )
+    url = database_url(db, password)
+    url = PgUrl(url.user, password, url.host, url.port, url.database, tuple(query), drivername)
+    return URL.create(**url.create_args())
 
 
 def driver_target(
@@ -293,7 +267,7 @@ def driver_target(
     its password resolved from ``environ`` (default ``os.environ``)."""
     import os
 
-    from dbprofile.runtime.secrets import resolve_password
+    from dbprofile.runtime.resolve import resolve_password
 
     if spec.database is None:
         raise SpecError("engine", f"the spec configures {spec.engine}, not PostgreSQL")
