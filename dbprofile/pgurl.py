@@ -14,7 +14,8 @@ Parsing rules (one set, everywhere):
   kept as repeated ``host=`` query options, SQLAlchemy's form) survive;
 - user, password and database name are percent-decoded;
 - foreign forms are normalized to psycopg 3: ``postgres://``, ``+psycopg2``,
-  ``+asyncpg`` (its ``ssl=`` becomes libpq's ``sslmode=``), ``+pg8000``;
+  ``+asyncpg``, ``+pg8000``; asyncpg's ``ssl=`` (which Letta writes for asyncpg, on any
+  scheme) becomes libpq's ``sslmode=``;
 - a ``password`` query parameter is the password (libpq reads it so), never an option.
 
 Rendering is byte for byte SQLAlchemy's ``URL.render_as_string()`` of the same
@@ -50,6 +51,72 @@ POSTGRES_DRIVER = "postgresql+psycopg"
 SQLITE_DRIVER = "sqlite"
 # libpq parameters that hold a credential: masked wherever a URL or an option is shown.
 SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+
+# libpq's connection parameters (PostgreSQL 17 documentation, "Parameter Key Words"):
+# anything else in a URL query makes libpq refuse to connect.
+LIBPQ_PARAMETERS = frozenset(
+    [
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "require_auth",
+        "channel_binding",
+        "connect_timeout",
+        "client_encoding",
+        "options",
+        "application_name",
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "replication",
+        "gssencmode",
+        "sslmode",
+        "requiressl",
+        "sslnegotiation",
+        "sslcompression",
+        "sslcert",
+        "sslkey",
+        "sslkeylogfile",
+        "sslpassword",
+        "sslcertmode",
+        "sslrootcert",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "requirepeer",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "min_protocol_version",
+        "max_protocol_version",
+        "krbsrvname",
+        "gsslib",
+        "gssdelegation",
+        "service",
+        "target_session_attrs",
+        "load_balance_hosts",
+    ]
+)
+# Options only asyncpg (and SQLAlchemy's asyncpg dialect) takes: Letta passes URL query
+# options to asyncpg.connect as keywords, so these work there and mean nothing to libpq.
+ASYNCPG_ONLY_PARAMETERS = frozenset(
+    {
+        "command_timeout",
+        "statement_cache_size",
+        "max_cached_statement_lifetime",
+        "max_cacheable_statement_size",
+        "prepared_statement_cache_size",
+        "timeout",
+        "direct_tls",
+    }
+)
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 POSTGRES_SCHEMES = frozenset(
     {
@@ -264,9 +331,8 @@ def parse_uri(uri: str) -> PgUrl | SqliteUri:
     if name is not None and "/" in name:
         raise UriError("database name must not contain '/'; percent-encode it as %2F")
 
-    is_asyncpg = scheme == "postgresql+asyncpg"
     for key, value in parse_qsl(query_text, keep_blank_values=True):
-        if is_asyncpg and key == "ssl":
+        if key == "ssl":
             query.append(("sslmode", _ASYNCPG_SSL.get(value.lower(), value)))
         elif key == "password":
             if password is not None:

@@ -14,6 +14,7 @@ from dbprofile.cli.common import (
     compile_from_args,
     write_output,
 )
+from dbprofile.compiler.letta_env import LETTA_TARGETS
 from dbprofile.errors import Problem, ProblemsFound, UsageError
 
 SCHEMA_FILE = "schema/dbprofile.schema.json"
@@ -32,7 +33,7 @@ into a validated, secret-free engine spec. Secrets stay references; nothing conn
 examples:
   dbprofile compile --profile prod --output build/db.json
   dbprofile compile --profile dev --format text
-  LETTA_PG_POOL_SIZE=40 dbprofile compile --profile prod --format env
+  dbprofile compile --profile prod --format env > letta.env && . ./letta.env
   dbprofile compile                 # defaults + LETTA_* variables only (Letta's env-only mode)""",
     )
     add_profile_options(p)
@@ -41,8 +42,17 @@ examples:
         "-f",
         choices=("json", "toml", "env", "text"),
         default="json",
-        help="json: the spec contract (default); toml: the same as TOML; env: "
-        "LETTA_* assignments that make Letta behave the same; text: for people",
+        help="json: the spec contract (default); toml: the same as TOML; env: a POSIX "
+        "shell script of LETTA_* assignments that makes Letta open the same engine "
+        "(exit 1 naming each setting Letta cannot express); text: for people",
+    )
+    p.add_argument(
+        "--letta",
+        choices=LETTA_TARGETS,
+        default=LETTA_TARGETS[0],
+        help="with --format env: the Letta version the script targets (default 0.16: "
+        "0.16.x, one asyncpg engine, no SQLite; 0.11: 0.11.x, SQLite when no "
+        "PostgreSQL is configured)",
     )
     p.add_argument(
         "--output", "-o", metavar="FILE", help="write to FILE atomically instead of stdout"
@@ -157,7 +167,7 @@ def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.render import render
 
     spec = compile_from_args(args, ctx)
-    text = render(spec, args.format)
+    text = render(spec, args.format, letta=args.letta)
     if args.output:
         write_output(args.output, text)
     else:

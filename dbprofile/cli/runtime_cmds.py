@@ -152,7 +152,7 @@ def _parse_alembic_args(args: argparse.Namespace, ctx: Context) -> tuple[Any, ar
 
 
 def cmd_migrate(args: argparse.Namespace, ctx: Context) -> int:
-    from dbprofile.runtime.diagnose import one_line
+    from dbprofile.text import one_line
 
     _cli, options = _parse_alembic_args(args, ctx)
     config_path = Path(args.config)

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from dbprofile.compiler import letta
 from dbprofile.compiler.load import KeyPath
 from dbprofile.compiler.merge import FROM_URI, Merged, Step
 from dbprofile.errors import Problem
@@ -112,8 +113,17 @@ def compile_spec(
     database: DatabaseSpec | None = None
     sqlite: SqliteSpec | None = None
     extra: list[tuple[str, Any]] = []
+
+    def locate_option(name: str) -> tuple[str, int]:
+        file, line, _ = merged.locate(("database", "options", name))
+        return file, line
+
     if selected:
-        options = _options(db_tree.get("options") or {})
+        options, option_problems, option_warnings = letta.check_options(
+            _options(db_tree.get("options") or {}), locate_option
+        )
+        problems.extend(option_problems)
+        warnings.extend(option_warnings)
         has_host = bool(db_tree.get("host")) or any(k == "host" for k, _ in options)
         missing = [
             name
@@ -168,6 +178,12 @@ def compile_spec(
         return None, problems, warnings
 
     pool = PoolSpec(**section_values(tree, PoolSpec, "pool", extra))
+    provenance = _provenance(merged)
+    if database is not None:
+        database, added, tls_warnings = letta.pooled_tls(database, pool, locate_option)
+        provenance = tuple(sorted((*provenance, *added)))
+        warnings.extend(tls_warnings)
+    warnings.extend(letta.env_only_warnings(profile, database))
     monitoring = MonitoringSpec(**section_values(tree, MonitoringSpec, "monitoring", extra))
     top = section_values(tree, EngineSpec, "", extra)
     section_values(tree, EncryptionSpec, "encryption", extra)  # plain keys added later
@@ -182,7 +198,7 @@ def compile_spec(
         encryption=EncryptionSpec(key=enc_key),
         extra=tuple(sorted(extra)),
         sources=merged.sources,
-        provenance=_provenance(merged),
+        provenance=provenance,
         **top,
     )
     spec = _with_fingerprint(spec)

@@ -5,10 +5,13 @@ Tables deep-merge; scalars, lists and secret references replace. Each key keeps 
 where a value came from and what it replaced.
 
 A layer's ``database.uri`` is first expanded into the components it carries (host,
-port, name, user, password, options), except those the same layer sets explicitly:
-so per component the highest layer wins, and within one layer an explicit part beats
-the URI's. A sqlite URI, or clearing ``database.uri`` (``LETTA_PG_URI=""``), clears
-the PostgreSQL components that lower layers' URIs carried, selecting SQLite.
+port, name, user, password, options), so per component the highest layer wins. Within
+one layer the URI wins over an explicit part that sets the same component, as in Letta
+(where ``LETTA_PG_URI`` makes every ``LETTA_PG_*`` part irrelevant); the ignored part
+gets a warning. In the environment layer the URI wins over *every* part, even one for a
+component the URI lacks — exactly Letta's rule, so an unchanged Letta deployment reaches
+the same server. A sqlite URI, or clearing ``database.uri`` (``LETTA_PG_URI=""``),
+clears the PostgreSQL components that lower layers' URIs carried, selecting SQLite.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dbprofile.errors import Problem
 from dbprofile.keys import KEYS_BY_PATH, PG_COMPONENTS, SECRET_PATHS
 from dbprofile.pgurl import SqliteUri, UriError, mask_uri, parse_uri
 from dbprofile.spec import Secret
+from dbprofile.text import shown
 
 URI_PATH: KeyPath = ("database", "uri")
 FROM_URI = " (database.uri)"
@@ -81,23 +85,48 @@ def _step(layer: Layer, path: KeyPath, *, suffix: str = "", cleared: bool = Fals
     return Step(origin + suffix, origin, 0, layer.kind, cleared)
 
 
-def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem]]:
+def _ignored_part(layer: Layer, comp: str, *, whole: bool) -> Problem:
+    """The warning for an explicit part the same layer's URI overrides."""
+    path: KeyPath = ("database", *comp.split("."))
+    uri_origin = layer.origin(URI_PATH)
+    if layer.kind == "file":
+        file, line, _ = layer.locate(path)
+        return Problem(
+            file,
+            line,
+            key=f"database.{comp}",
+            severity="warning",
+            message=f"ignored: database.uri in the same file ({uri_origin}) sets the "
+            f"{comp} too, and the URI wins (as in Letta)",
+        )
+    what = "it wins over every connection part" if whole else f"it sets the {comp} too"
+    return Problem(
+        layer.origin(path),
+        severity="warning",
+        message=f"ignored: {uri_origin.removeprefix('env ')} is set, and {what} (as in Letta)",
+    )
+
+
+def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem], list[Problem]]:
     """The layer with its ``database.uri`` expanded into components (see module doc),
-    the paths the URI supplied, and problems."""
+    the paths the URI supplied, problems and warnings."""
     none: frozenset[KeyPath] = frozenset()
     db = layer.tree.get("database")
     if not isinstance(db, dict) or "uri" not in db:
-        return layer, none, []
+        return layer, none, [], []
     uri = db["uri"]
     if uri is CLEAR or not isinstance(uri, str):
-        return layer, none, []  # the validator reports a wrong type
+        return layer, none, [], []  # the validator reports a wrong type
     file, line, _ = layer.locate(URI_PATH)
     try:
         parts = parse_uri(uri)
     except UriError as exc:
         label = file if layer.kind == "file" else layer.origin(URI_PATH)
-        problem = Problem(label, line, key="database.uri", message=f"{exc}, got '{mask_uri(uri)}'")
-        return layer, none, [problem]
+        problem = Problem(
+            label, line, key="database.uri", message=f"{exc}, got {shown(mask_uri(uri))}"
+        )
+        return layer, none, [problem], []
+    warnings: list[Problem] = []
     tree = copy.deepcopy(layer.tree)
     newdb = tree["database"]
     where = dict(layer.where)
@@ -124,15 +153,21 @@ def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem]]:
         if isinstance(sqlite, dict) and "path" not in sqlite:
             put(("sqlite", "path"), parts.path)
     else:
-        for comp, value in parts.components().items():
+        carried = parts.components()
+        explicit = [c for c in PG_COMPONENTS if c in newdb and newdb[c] is not CLEAR]
+        for comp in explicit:
+            if layer.kind == "env" or comp in carried:
+                warnings.append(_ignored_part(layer, comp, whole=layer.kind == "env"))
+                if comp not in carried:
+                    del newdb[comp]
+                    where.pop(("database", comp), None)
+        for comp, value in carried.items():
             if comp == "options":
                 existing = newdb.get("options")
                 for opt, optval in value.items():
                     if isinstance(existing, dict) and opt in existing:
-                        continue
+                        warnings.append(_ignored_part(layer, f"options.{opt}", whole=False))
                     put(("database", "options", opt), optval)
-                continue
-            if comp in newdb:
                 continue
             if comp == "password" and layer.kind == "env":
                 value = Secret(  # noqa: PLW2901 - the env layer carries a reference, not the text
@@ -147,22 +182,24 @@ def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem]]:
         where=where,
         profile=layer.profile,
     )
-    return expanded, frozenset(derived), []
+    return expanded, frozenset(derived), [], warnings
 
 
-def merge_layers(layers: Sequence[Layer]) -> tuple[Merged, list[Problem]]:
-    """Merge layers lowest first (see module doc); returns the result and URI problems."""
+def merge_layers(layers: Sequence[Layer]) -> tuple[Merged, list[Problem], list[Problem]]:
+    """Merge layers lowest first (see module doc): the result, URI problems, warnings."""
     tree: dict[str, Any] = {}
     trails: dict[KeyPath, tuple[Step, ...]] = {}
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     sources: list[str] = []
     for raw in layers:
-        layer, derived, found = expand_uri(raw)
+        layer, derived, found, warned = expand_uri(raw)
         problems.extend(found)
+        warnings.extend(warned)
         if layer.tree or layer.kind in ("defaults", "file"):
             sources.append("defaults" if layer.kind == "defaults" else layer.label)
         _apply(tree, trails, layer, layer.tree, (), derived)
-    return Merged(tree=tree, trails=trails, sources=tuple(sources)), problems
+    return Merged(tree=tree, trails=trails, sources=tuple(sources)), problems, warnings
 
 
 def _apply(

@@ -136,8 +136,11 @@ def compile_layers(
     problems.extend(set_problems)
     for layer in file_layers:
         problems.extend(file_problems(layer))
-    merged, merge_problems = merge_layers([defaults_layer(), *file_layers, env, cli])
+    merged, merge_problems, merge_warnings = merge_layers(
+        [defaults_layer(), *file_layers, env, cli]
+    )
     problems.extend(merge_problems)
+    warnings.extend(merge_warnings)
     if not problems:
         problems.extend(merged_problems(merged))
     if problems:

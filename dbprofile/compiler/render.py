@@ -9,20 +9,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dbprofile.compiler.letta_env import LettaTarget, render_letta_env
 from dbprofile.keys import KEYS
 from dbprofile.pgurl import MASK, SECRET_QUERY_KEYS
-from dbprofile.spec import EngineSpec, Secret, spec_to_dict, spec_value
+from dbprofile.spec import EngineSpec, spec_to_dict, spec_value
 
 FORMATS = ("json", "toml", "env", "text")
 
 
-def render(spec: EngineSpec, fmt: str) -> str:
+def render(spec: EngineSpec, fmt: str, *, letta: LettaTarget = "0.16") -> str:
+    """``spec`` in format ``fmt`` (``env``: for Letta ``letta``, see ``letta_env``)."""
     if fmt == "json":
         return render_json(spec)
     if fmt == "toml":
         return render_toml(spec)
     if fmt == "env":
-        return render_env(spec)
+        return render_letta_env(spec, target=letta)
     return render_text(spec)
 
 
@@ -46,89 +48,6 @@ def render_toml(spec: EngineSpec) -> str:
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _shell_static(text: str) -> str:
-    """Text placed inside double quotes in a POSIX shell, taken literally."""
-    for ch in ("\\", '"', "$", "`"):
-        text = text.replace(ch, "\\" + ch)
-    return text
-
-
-def _shell_ref(secret: Secret) -> tuple[str, str | None]:
-    """A shell expression yielding the secret at run time, and a note when there is none."""
-    if secret.source == "env" and secret.part is None:
-        return "${" + secret.ref + "}", None
-    if secret.source == "env":
-        return (
-            "${LETTA_PG_PASSWORD}",
-            f"the password is inside {secret.ref}; export it as LETTA_PG_PASSWORD",
-        )
-    if secret.source == "file":
-        return '$(cat "' + _shell_static(secret.ref) + '")', None
-    if secret.source == "encrypted":
-        return (
-            "${LETTA_PG_PASSWORD}",
-            f"{secret.key_path} is encrypted; export its value "
-            "(dbprofile decrypt) as LETTA_PG_PASSWORD",
-        )
-    return (
-        "${LETTA_PG_PASSWORD}",
-        f"{secret.key_path} is a literal in {secret.ref}; export it as LETTA_PG_PASSWORD",
-    )
-
-
-def render_env(spec: EngineSpec) -> str:
-    """``LETTA_*`` assignments that make Letta itself behave like this spec (POSIX shell)."""
-    name = spec.profile or "(defaults + environment)"
-    lines = [
-        f"# Letta settings equivalent to dbprofile profile {name}.",
-        "# Source this in a POSIX shell; secrets are references resolved by the shell.",
-    ]
-    notes: list[str] = []
-    db = spec.database
-    if db is None:
-        lines.append(
-            "# engine: sqlite; Letta 0.11 uses ~/.letta/sqlite.db when LETTA_PG_URI is unset"
-        )
-        lines.append("unset LETTA_PG_URI")
-    else:
-        url = spec.url.replace("postgresql+psycopg://", "postgresql://", 1)
-        if db.password is not None:
-            ref, note = _shell_ref(db.password)
-            if note:
-                notes.append(note)
-            before, _, after = url.partition(":" + MASK + "@")
-            value = _shell_static(before) + ":" + ref + "@" + _shell_static(after)
-            notes.append("a password with URL-special characters must be percent-encoded")
-        else:
-            value = _shell_static(url)
-        lines.append(f'export LETTA_PG_URI="{value}"')
-    pool = spec.pool
-    assignments = [
-        ("LETTA_DISABLE_SQLALCHEMY_POOLING", "false" if pool.enabled else "true"),
-        ("LETTA_PG_POOL_SIZE", str(pool.size)),
-        ("LETTA_PG_MAX_OVERFLOW", str(pool.max_overflow)),
-        ("LETTA_PG_POOL_TIMEOUT", _num(pool.timeout)),
-        ("LETTA_PG_POOL_RECYCLE", str(pool.recycle)),
-        ("LETTA_POOL_PRE_PING", str(pool.pre_ping).lower()),
-        ("LETTA_POOL_USE_LIFO", str(pool.use_lifo).lower()),
-        ("LETTA_PG_ECHO", str(spec.echo).lower()),
-        ("LETTA_ENABLE_DB_POOL_MONITORING", str(spec.monitoring.enabled).lower()),
-        ("LETTA_DB_POOL_MONITORING_INTERVAL", str(spec.monitoring.interval)),
-    ]
-    lines.extend(f"export {var}={value}" for var, value in assignments)
-    key = spec.encryption.key
-    if key is not None and not (key.source == "env" and key.ref == "LETTA_ENCRYPTION_KEY"):
-        if key.source in ("env", "file"):
-            ref, _ = _shell_ref(key)
-            lines.append(f'export LETTA_ENCRYPTION_KEY="{ref}"')
-        else:
-            notes.append(
-                "encryption.key is not a variable or file; export LETTA_ENCRYPTION_KEY yourself"
-            )
-    lines.extend(f"# note: {n}" for n in dict.fromkeys(notes))
-    return "\n".join(lines) + "\n"
 
 
 def display(value: Any) -> str:

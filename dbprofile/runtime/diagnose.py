@@ -26,6 +26,7 @@ from dbprofile.errors import ConnectionCheckError, DatabaseTimeoutError
 from dbprofile.keys import env_of
 from dbprofile.pgurl import scrub
 from dbprofile.spec import EngineSpec, MonitoringSpec
+from dbprofile.text import one_line
 
 __all__ = [
     "FAILURE_KINDS",
@@ -34,7 +35,6 @@ __all__ = [
     "check_spec",
     "classify_failure",
     "describe_failure",
-    "one_line",
 ]
 
 FAILURE_KINDS = (
@@ -129,17 +129,6 @@ HINTS: dict[str, str] = {
     + _hint_keys("sqlite.path")
     + " and that its directory is writable",
 }
-
-
-def one_line(text: str) -> str:
-    """A driver message on one line: its lines joined as sentences ("refused. Is the...")."""
-    lines = [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
-    out = ""
-    for line in filter(None, lines):
-        if out:
-            out += " " if out.endswith((".", "?", "!", ":", ";")) else ". "
-        out += line
-    return out
 
 
 def _driver_message(exc: BaseException) -> tuple[str, str | None]:

@@ -83,9 +83,10 @@ def test_compile_env_gives_letta_assignments_with_secrets_as_references(project:
     code, out, err = run("compile", "--profile", "prod", "--format", "env")
     assert (code, err) == (0, "")
     assert (
-        'export LETTA_PG_URI="postgresql://letta:${LETTA_PG_PASSWORD}@db.internal:5432/letta"'
-        in (out.splitlines())
-    )
+        '_dbprofile_uri="postgresql://letta:$(_dbprofile_pct "${LETTA_PG_PASSWORD?'
+        'LETTA_PG_PASSWORD is not set}")@db.internal:5432/letta?sslmode=require" '
+        "|| return 1 2>/dev/null || exit 1"
+    ) in out.splitlines()
     assert "export LETTA_PG_POOL_SIZE=40" in out.splitlines()
     assert "export LETTA_DISABLE_SQLALCHEMY_POOLING=false" in out.splitlines()
     assert PASSWORD not in out
@@ -95,7 +96,7 @@ def test_compile_text_is_for_people_and_hides_the_password(project: Path) -> Non
     code, out, err = run("compile", "--profile", "prod", "--format", "text")
     assert (code, err) == (0, "")
     rows = dict(line.split(None, 1) for line in out.splitlines())
-    assert rows["url"] == "postgresql+psycopg://letta:***@db.internal:5432/letta"
+    assert rows["url"] == "postgresql+psycopg://letta:***@db.internal:5432/letta?sslmode=require"
     assert rows["password"] == "env LETTA_PG_PASSWORD"
     assert rows["sources"] == "defaults < profiles/base.toml < profiles/prod.yaml < env"
     assert PASSWORD not in out

@@ -111,8 +111,8 @@ def test_an_empty_layer_is_the_identity_of_merge(tree: dict[str, Any], where: in
     layers = [defaults_layer(), _file_layer("p", tree)]
     with_empty = list(layers)
     with_empty.insert(where, _file_layer("empty", {}))
-    plain, _ = merge_layers(layers)
-    padded, _ = merge_layers(with_empty)
+    plain, _, _ = merge_layers(layers)
+    padded, _, _ = merge_layers(with_empty)
     assert padded.tree == plain.tree
     assert {p: t[-1].origin for p, t in padded.trails.items()} == {
         p: t[-1].origin for p, t in plain.trails.items()
@@ -126,7 +126,7 @@ def test_for_scalars_the_last_layer_wins(data: st.DataObject, count: int) -> Non
     layers = [defaults_layer()] + [
         _file_layer(f"l{i}", _tree_for(key, v)) for i, v in enumerate(values)
     ]
-    merged, problems = merge_layers(layers)
+    merged, problems, _ = merge_layers(layers)
     assert problems == []
     assert _get(merged.tree, key) == values[-1]
     trail = merged.trails[key.parts]
@@ -137,7 +137,7 @@ def test_for_scalars_the_last_layer_wins(data: st.DataObject, count: int) -> Non
 @settings(deadline=None)
 @given(file_trees(), file_trees())
 def test_tables_deep_merge_keys_from_both_layers(low: dict[str, Any], high: dict[str, Any]) -> None:
-    merged, _ = merge_layers([_file_layer("low", low), _file_layer("high", high)])
+    merged, _, _ = merge_layers([_file_layer("low", low), _file_layer("high", high)])
     for section in set(low) | set(high):
         expected = {**low.get(section, {}), **high.get(section, {})}
         assert merged.tree[section] == expected

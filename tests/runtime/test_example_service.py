@@ -58,11 +58,12 @@ def test_example_service_on_postgresql_from_a_compiled_spec(
     }
     spec_file = tmp_path / "build" / "db.json"
     argv = ["compile", "--profiles-dir", str(SERVICE / "profiles"), "--profile", "prod"]
+    argv += ["--set", "database.options.sslmode=disable"]  # the test server has no TLS
     assert main([*argv, "--output", str(spec_file)], environ=environ) == 0
     assert pg.password not in spec_file.read_text()
     lines = run_service(["--spec", str(spec_file)], tmp_path, {"LETTA_PG_PASSWORD": pg.password})
     assert lines[0] == (
         f"engine: postgresql+psycopg://postgres:***@127.0.0.1:{pg.port}/service"
-        "?application_name=example-service"
+        "?application_name=example-service&sslmode=disable"
     )
     assert lines[1:6] == EXPECTED
