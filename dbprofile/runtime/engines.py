@@ -1,8 +1,8 @@
 """EngineSpec -> SQLAlchemy engines (sync and async), pooled exactly as the spec says.
 
 - PostgreSQL: psycopg 3 for sync and async (``postgresql+psycopg``), URL from
-  :func:`dbprofile.runtime.drivers.postgres_url`; the driver's ``connect_timeout`` defaults
-  to ``pool.timeout`` (as Letta does) unless ``database.options`` sets one; with
+  :func:`dbprofile.runtime.drivers.postgres_url`; the driver's ``connect_timeout``, unless
+  ``database.options`` sets one, is Letta's (:func:`default_connect_timeout`); with
   ``database.pgbouncer`` psycopg's prepared statements are off (``prepare_threshold=None``),
   which transaction-mode pgbouncer needs.
 - SQLite: the file at ``sqlite.path`` (``~`` expanded, parents created), foreign keys,
@@ -45,7 +45,7 @@ from dbprofile.runtime.translate import (
     TranslatingQueuePool,
     translate_error,
 )
-from dbprofile.spec import EngineSpec
+from dbprofile.spec import EngineSpec, PoolSpec
 
 if TYPE_CHECKING:  # the ORM costs ~50 ms to import, the asyncio extension needs greenlet
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -98,7 +98,7 @@ def engine_arguments(
             raise SpecError("database", "engine is postgresql but the spec has no database")
         url = postgres_url(db, resolve_password(spec, env))
         if not any(key == "connect_timeout" for key, _ in db.options):
-            connect_args["connect_timeout"] = max(1, math.ceil(pool.timeout))
+            connect_args["connect_timeout"] = default_connect_timeout(pool)
         if db.pgbouncer:
             connect_args["prepare_threshold"] = None
     elif spec.engine == "sqlite":
@@ -127,6 +127,18 @@ def engine_arguments(
         kwargs["poolclass"] = NullPool
     kwargs["connect_args"] = connect_args
     return url, kwargs
+
+
+# Under NullPool Letta 0.16.8 sets no connect timeout, so asyncpg's default applies.
+NULLPOOL_CONNECT_TIMEOUT = 60
+
+
+def default_connect_timeout(pool: PoolSpec) -> int:
+    """libpq's ``connect_timeout`` when the profile sets none: what Letta 0.16.8 uses —
+    ``pool.timeout`` when pooled, asyncpg's 60 s under NullPool (whole seconds, >= 1)."""
+    if not pool.enabled:
+        return NULLPOOL_CONNECT_TIMEOUT
+    return max(1, math.ceil(pool.timeout))
 
 
 def _merge_overrides(kwargs: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -203,13 +203,18 @@ def test_async_disabled_pool_is_nullpool(pg: PostgresServer, env: dict[str, str]
     asyncio.run(run())
 
 
-def test_connect_timeout_defaults_to_the_pool_timeout(
+def test_connect_timeout_defaults_to_lettas_pool_timeout_or_60_s_under_nullpool(
     pg: PostgresServer, env: dict[str, str]
 ) -> None:
     engine = create_engine(pg_spec(pg, pool=PoolSpec(enabled=True, timeout=7.2)), environ=env)
     with engine.connect() as c:
         raw: Any = c.connection.dbapi_connection
         assert raw.info.get_parameters()["connect_timeout"] == "8"  # ceil(7.2)
+    engine.dispose()
+    engine = create_engine(pg_spec(pg, pool=PoolSpec(enabled=False, timeout=7.2)), environ=env)
+    with engine.connect() as c:
+        raw = c.connection.dbapi_connection
+        assert raw.info.get_parameters()["connect_timeout"] == "60"  # asyncpg's, as Letta
     engine.dispose()
     engine = create_engine(pg_spec(pg, options=(("connect_timeout", "3"),)), environ=env)
     with engine.connect() as c:
