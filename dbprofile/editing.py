@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from attrs import define
 
-from dbprofile.errors import Problem, ProblemsFound, UsageError
+from dbprofile.errors import ArgumentError, Problem, ProblemsFound
 
 __all__ = ["ProfileDocument", "load_document", "write_files"]
 
@@ -48,11 +48,11 @@ class ProfileDocument:
     # -- reading
 
     def get(self, key_path: str) -> Any:
-        """The value at a dotted key path (``database.password``); UsageError if absent."""
+        """The value at a dotted key path (``database.password``); ArgumentError if absent."""
         node = self.root
         for part in key_path.split("."):
             if not isinstance(node, Mapping) or part not in node:
-                raise UsageError(f"{self.path}: no key {key_path} in this file")
+                raise ArgumentError(f"{self.path}: no key {key_path} in this file")
             node = node[part]
         return node
 
@@ -108,7 +108,7 @@ class ProfileDocument:
             node = node[part]
         old = node[last]
         if not isinstance(old, str):
-            raise UsageError(f"{self.path}: {key_path} is not a string")
+            raise ArgumentError(f"{self.path}: {key_path} is not a string")
         if self.kind == "yaml":
             node[last] = _same_yaml_style(old, value)
         else:
@@ -146,14 +146,14 @@ def load_document(path: str | Path) -> ProfileDocument:
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
-        raise UsageError(f"{target}: not a profile file (expected .toml, .yaml or .yml)")
+        raise ArgumentError(f"{target}: not a profile file (expected .toml, .yaml or .yml)")
     try:
         if target.stat().st_size > MAX_FILE_BYTES:
             raise _problem(target, "file is larger than 1 MiB; refusing to edit it")
         with target.open(encoding="utf-8", newline="") as fh:  # keep CRLF files CRLF
             text = fh.read()
     except FileNotFoundError:
-        raise UsageError(f"{target}: no such file") from None
+        raise ArgumentError(f"{target}: no such file") from None
     except UnicodeDecodeError:
         raise _problem(target, "file is not UTF-8 text") from None
     except OSError as exc:

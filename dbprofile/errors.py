@@ -8,15 +8,23 @@ Exception tree::
     ├── SecretError                     a secret cannot be resolved: missing variable/file (exit 1)
     │   └── DecryptionError             wrong key, tampered, truncated or unknown-version value
     ├── DriverMissingError              a database driver / optional package is not installed
-    ├── ConnectionCheckError            `dbprofile check` could not reach or use the database
-    └── UsageError                      the command line is wrong (exit 2)
+    ├── ConnectionCheckError            a command could not reach or use the database (.kind)
+    └── ArgumentError                   an argument names what is not there: a key path in a
+        │                               file, a table, a column (exit 2)
+        └── UsageError                  the command line is wrong (raised by dbprofile.cli only)
+
+    ProfileWarning(UserWarning)         a configuration that works but deserves attention
+                                        (a literal secret in prod, a part the URI overrides,
+                                        a Letta difference); compile_profile() warns with it
 
     Letta's database errors (same names, bases and meaning), raised by engines dbprofile
     creates; each keeps the driver's exception as ``original_exception``:
     UniqueConstraintViolationError(ValueError)       SQLSTATE 23505 / SQLite UNIQUE
     ForeignKeyConstraintViolationError(ValueError)   SQLSTATE 23503 / SQLite FOREIGN KEY
-    DatabaseTimeoutError(Exception)                  pool checkout timeout, 57014
-    └── DatabaseConnectionLostError                  the connection broke while in use
+    DatabaseTimeoutError(Exception)                  statement timeout 57014
+    ├── DatabaseConnectionLostError                  the connection broke while in use
+    └── runtime.translate.PoolTimeoutError           pool checkout timeout (also SQLAlchemy's
+                                                     TimeoutError)
     DatabaseLockNotAvailableError(Exception)         SQLSTATE 55P03
     DatabaseDeadlockError(Exception)                 SQLSTATE 40P01
 
@@ -30,6 +38,7 @@ from collections.abc import Iterable
 from attrs import frozen
 
 __all__ = [
+    "ArgumentError",
     "ConnectionCheckError",
     "DatabaseConnectionLostError",
     "DatabaseDeadlockError",
@@ -41,6 +50,7 @@ __all__ = [
     "ForeignKeyConstraintViolationError",
     "Problem",
     "ProblemsFound",
+    "ProfileWarning",
     "SecretError",
     "SpecError",
     "UniqueConstraintViolationError",
@@ -146,10 +156,19 @@ class ConnectionCheckError(DbprofileError):
         super().__init__(message)
 
 
-class UsageError(DbprofileError):
-    """The command line is wrong."""
+class ArgumentError(DbprofileError):
+    """An argument names something that is not there (a key path, a table, a column)."""
 
     exit_code = 2
+
+
+class UsageError(ArgumentError):
+    """The command line is wrong (raised by :mod:`dbprofile.cli` only)."""
+
+
+class ProfileWarning(UserWarning):
+    """A configuration that compiles but deserves attention; the message is one
+    :class:`Problem` line (``warning: file:line: key: ...``)."""
 
 
 # Letta's database errors -----------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, NoReturn
 
 from dbprofile.cli.common import Context, DbprofileArgumentParser
-from dbprofile.errors import DbprofileError, ProblemsFound, UsageError
+from dbprofile.errors import ArgumentError, DbprofileError, ProblemsFound
 
 __all__ = ["main", "run"]
 
@@ -86,7 +86,7 @@ def main(
     except DbprofileError as exc:
         if ctx.traceback:
             raise
-        prefix = "usage: " if isinstance(exc, UsageError) else "error: "
+        prefix = "usage: " if isinstance(exc, ArgumentError) else "error: "
         ctx.err(prefix + str(exc))
         return exc.exit_code
     except KeyboardInterrupt:

@@ -102,17 +102,17 @@ def add_profile_options(parser: argparse.ArgumentParser, *, with_profile: bool =
 
 def compile_from_args(args: argparse.Namespace, ctx: Context) -> EngineSpec:
     """Run the compiler pipeline for a command's profile options; print its warnings."""
-    from dbprofile.compiler.pipeline import compile_profile_with_warnings
+    from dbprofile.compiler.pipeline import compile_full
 
-    spec, warnings = compile_profile_with_warnings(
+    compiled = compile_full(
         args.profile,
         profiles_dir=args.profiles_dir,
         environ={} if args.no_env else ctx.environ,
         sets=tuple(args.sets),
     )
-    for warning in warnings:
+    for warning in compiled.warnings:
         ctx.warn(warning.render())
-    return spec
+    return compiled.spec
 
 
 def write_output(path: str, text: str) -> None:

@@ -15,7 +15,7 @@ from dbprofile.cli.common import (
     write_output,
 )
 from dbprofile.compiler.letta_env import LETTA_TARGETS
-from dbprofile.errors import Problem, ProblemsFound, UsageError
+from dbprofile.errors import Problem, ProblemsFound
 
 SCHEMA_FILE = "schema/dbprofile.schema.json"
 
@@ -176,73 +176,26 @@ def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
-    from dbprofile.compiler.load import EXTENSIONS, load_layer, profile_names
-    from dbprofile.compiler.pipeline import compile_full, file_problems
+    from dbprofile.compiler.pipeline import validate_profiles
 
-    base = Path(args.profiles_dir)
-    if args.files:
-        files = [Path(f) for f in args.files]
-    else:
-        if not base.is_dir():
-            raise ProblemsFound(
-                [Problem(str(base), message="profiles directory not found (use --profiles-dir)")]
-            )
-        files = sorted(p for p in base.iterdir() if p.suffix in EXTENSIONS)
-    problems: list[Problem] = []
-    bad_files: set[str] = set()
-    for path in files:
-        try:
-            found = file_problems(load_layer(path))
-        except ProblemsFound as exc:
-            found = list(exc.problems)
-        if found:
-            bad_files.add(str(path))
-        problems.extend(found)
-    names = sorted({p.stem for p in files}) if args.files else profile_names(base)
-    profiles_dir = files[0].parent if args.files else base
-    checked = 0
-    for name in names:
-        try:
-            compile_full(name, profiles_dir=profiles_dir, environ=ctx.environ if args.env else {})
-            checked += 1
-        except ProblemsFound as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ProblemsFound(problems)
-    ctx.out(f"ok: {len(files)} file(s), {checked} profile(s) valid")
+    files, profiles = validate_profiles(
+        args.profiles_dir, files=args.files or None, environ=ctx.environ if args.env else {}
+    )
+    ctx.out(f"ok: {files} file(s), {profiles} profile(s) valid")
     return 0
 
 
 def cmd_explain(args: argparse.Namespace, ctx: Context) -> int:
-    from dbprofile.compiler.render import explain_rows
-    from dbprofile.keys import KEYS_BY_PATH, SECTIONS
+    from dbprofile.compiler.render import check_explain_key, explain_rows, render_explain
 
+    check_explain_key(args.key)
     spec = compile_from_args(args, ctx)
-    key = args.key
-    if (
-        key
-        and key not in KEYS_BY_PATH
-        and key not in SECTIONS
-        and key not in ("engine", "url")
-        and not key.startswith("database.options")
-    ):
-        import difflib
-
-        close = difflib.get_close_matches(key, [*KEYS_BY_PATH, *SECTIONS], n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UsageError(f"unknown key '{key}'{hint}")
-    rows = explain_rows(spec, key)
-    width = max((len(r[0]) + len(r[1]) + 3 for r in rows), default=0)
-    for k, value, origin, replaced in rows:
-        line = f"{k} = {value}".ljust(width) + f"  # {origin}"
-        if replaced:
-            line += f" (replaced {replaced})"
-        ctx.out(line)
+    ctx.out(render_explain(explain_rows(spec, args.key)))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
-    from dbprofile.compiler.pipeline import compile_profile_with_warnings
+    from dbprofile.compiler.pipeline import compile_full
     from dbprofile.compiler.render import diff_rows
 
     environ = {} if args.no_env else ctx.environ
@@ -250,15 +203,15 @@ def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
     specs = []
     for name in (args.a, args.b):
         try:
-            spec, warnings = compile_profile_with_warnings(
+            compiled = compile_full(
                 name, profiles_dir=args.profiles_dir, environ=environ, sets=args.sets
             )
         except ProblemsFound as exc:
             problems.extend(exc.problems)
             continue
-        for w in warnings:
+        for w in compiled.warnings:
             ctx.warn(w.render())
-        specs.append(spec)
+        specs.append(compiled.spec)
     if problems:
         raise ProblemsFound(problems)
     rows = diff_rows(specs[0], specs[1])

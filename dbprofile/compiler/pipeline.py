@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from warnings import warn
 
 from attrs import frozen
 
 from dbprofile.compiler.compile import compile_spec
-from dbprofile.compiler.load import Layer, find_profile, load_layer
+from dbprofile.compiler.load import EXTENSIONS, Layer, find_profile, load_layer, profile_names
 from dbprofile.compiler.merge import Merged, merge_layers
 from dbprofile.compiler.overrides import env_layer, set_layer
 from dbprofile.compiler.validate import validate_tree
-from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.errors import Problem, ProblemsFound, ProfileWarning
 from dbprofile.keys import defaults_tree
 from dbprofile.spec import EngineSpec
 
@@ -29,7 +30,7 @@ from dbprofile.spec import EngineSpec
 class Compiled:
     spec: EngineSpec
     merged: Merged
-    warnings: tuple[Problem, ...]
+    warnings: tuple[Problem, ...]  # sorted, each once
 
 
 def defaults_layer() -> Layer:
@@ -164,17 +165,6 @@ def compile_full(
     return compile_layers(name, layers, environ or {}, sets)
 
 
-def compile_profile_with_warnings(
-    name: str | None = None,
-    *,
-    profiles_dir: str | Path = "profiles",
-    environ: Mapping[str, str] | None = None,
-    sets: Iterable[str] = (),
-) -> tuple[EngineSpec, tuple[Problem, ...]]:
-    compiled = compile_full(name, profiles_dir=profiles_dir, environ=environ, sets=sets)
-    return compiled.spec, compiled.warnings
-
-
 def compile_profile(
     name: str | None = None,
     *,
@@ -186,8 +176,52 @@ def compile_profile(
 
     ``environ`` is the environment to apply (pass ``os.environ`` explicitly to use the
     process's; ``None`` means no environment layer). Raises ``ProblemsFound`` with every
-    problem when the configuration is wrong. Warnings are dropped; the CLI prints them.
+    problem when the configuration is wrong. Each warning (a literal secret in prod, a
+    part the URI overrides, a difference from Letta) is issued as a
+    :class:`~dbprofile.errors.ProfileWarning` through :mod:`warnings`, so a service sees
+    it in its logs and a test can turn it into an error; :func:`compile_full` returns
+    them as data instead.
     """
-    return compile_profile_with_warnings(
-        name, profiles_dir=profiles_dir, environ=environ, sets=sets
-    )[0]
+    compiled = compile_full(name, profiles_dir=profiles_dir, environ=environ, sets=sets)
+    for warning in compiled.warnings:
+        warn(ProfileWarning(warning.render()), stacklevel=2)
+    return compiled.spec
+
+
+def validate_profiles(
+    profiles_dir: str | Path,
+    *,
+    files: Sequence[str | Path] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[int, int]:
+    """``dbprofile validate``: each profile file alone against the schema (as an editor
+    checks it), then every profile merged with its parents (and ``environ``); or only
+    ``files`` and their profiles. Returns (files checked, profiles checked); raises
+    ``ProblemsFound`` with every problem of every file and profile."""
+    base = Path(profiles_dir)
+    if files:
+        paths = [Path(f) for f in files]
+    else:
+        if not base.is_dir():
+            raise ProblemsFound(
+                [Problem(str(base), message="profiles directory not found (use --profiles-dir)")]
+            )
+        paths = sorted(p for p in base.iterdir() if p.suffix in EXTENSIONS)
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            problems.extend(file_problems(load_layer(path)))
+        except ProblemsFound as exc:
+            problems.extend(exc.problems)
+    names = sorted({p.stem for p in paths}) if files else profile_names(base)
+    directory = paths[0].parent if files else base
+    checked = 0
+    for name in names:
+        try:
+            compile_full(name, profiles_dir=directory, environ=environ or {})
+            checked += 1
+        except ProblemsFound as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ProblemsFound(problems)
+    return len(paths), checked

@@ -6,13 +6,16 @@ Pure functions returning text (only the CLI prints). Secrets appear as reference
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
 from dbprofile.compiler.letta_env import LettaTarget, render_letta_env
-from dbprofile.keys import KEYS
+from dbprofile.errors import ArgumentError
+from dbprofile.keys import KEYS, KEYS_BY_PATH, SECTIONS
 from dbprofile.pgurl import MASK, SECRET_QUERY_KEYS
 from dbprofile.spec import EngineSpec, spec_to_dict, spec_value
+from dbprofile.text import shown
 
 FORMATS = ("json", "toml", "env", "text")
 
@@ -50,10 +53,13 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+UNSET = "(unset)"  # the one word explain and diff use for a setting with no value
+
+
 def display(value: Any) -> str:
     """A setting's value as people read it (booleans lower-case, 30.0 as 30)."""
     if value is None:
-        return "(none)"
+        return UNSET
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -79,11 +85,9 @@ def leaf_values(spec: EngineSpec) -> dict[str, str]:
                 shown = MASK if name in SECRET_QUERY_KEYS else option
                 out[k] = f"{out[k]}, {shown}" if k in out else shown
         elif key.type == "secret":
-            out[key.path] = value.describe() if value is not None else "(none)"
+            out[key.path] = value.describe() if value is not None else UNSET
         elif key.path == "database.host" and value is None:
             out[key.path] = "(from options)"
-        elif key.path == "database.port" and value is None:
-            out[key.path] = ""
         else:
             out[key.path] = display(value)
     return out
@@ -139,13 +143,45 @@ def explain_rows(spec: EngineSpec, prefix: str | None = None) -> list[tuple[str,
     return rows
 
 
+EXPLAIN_ALIGN_MAX = 48  # a long URL does not push every comment far to the right
+
+
+def check_explain_key(key: str | None) -> None:
+    """``ArgumentError`` (with a suggestion) unless ``key`` is something explain shows."""
+    if (
+        not key
+        or key in KEYS_BY_PATH
+        or key in SECTIONS
+        or key in ("engine", "url")
+        or key.startswith("database.options")
+    ):
+        return
+    close = difflib.get_close_matches(key, [*KEYS_BY_PATH, *SECTIONS], n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ArgumentError(f"unknown key {shown(key)}{hint}")
+
+
+def render_explain(rows: list[tuple[str, str, str, str]]) -> str:
+    """Explain rows as ``key = value  # origin (replaced ...)``, comments aligned up to
+    :data:`EXPLAIN_ALIGN_MAX` columns."""
+    widths = [len(k) + len(v) + 3 for k, v, _, _ in rows]
+    width = min(max(widths, default=0), EXPLAIN_ALIGN_MAX)
+    out = []
+    for key, value, origin, replaced in rows:
+        line = f"{key} = {value}".ljust(width) + f"  # {origin}"
+        if replaced:
+            line += f" (replaced {replaced})"
+        out.append(line)
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def diff_rows(a: EngineSpec, b: EngineSpec) -> list[tuple[str, str, str, str, str]]:
     """(key, value in a, origin in a, value in b, origin in b) for each differing setting."""
     va, vb = leaf_values(a), leaf_values(b)
     pa, pb = dict(a.provenance), dict(b.provenance)
     rows = []
     for key in sorted(set(va) | set(vb)):
-        x, y = va.get(key, "(unset)"), vb.get(key, "(unset)")
+        x, y = va.get(key, UNSET), vb.get(key, UNSET)
         if x == y:
             continue
         oa = pa[key].origin if key in pa and key in va else ""

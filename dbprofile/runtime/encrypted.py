@@ -32,7 +32,7 @@ from attrs import define, field
 from sqlalchemy.types import TypeDecorator
 
 from dbprofile import crypto
-from dbprofile.errors import DecryptionError, SecretError, UsageError
+from dbprofile.errors import ArgumentError, DecryptionError, SecretError
 
 __all__ = ["BackfillResult", "EncryptedText", "encrypt_column"]
 
@@ -171,12 +171,12 @@ def _reflect(conn: sa.Connection, table: str, schema: str | None) -> sa.Table:
     try:
         return sa.Table(table, sa.MetaData(), autoload_with=conn, schema=schema)
     except sa.exc.NoSuchTableError:
-        raise UsageError(f"table {table!r} does not exist") from None
+        raise ArgumentError(f"table {table!r} does not exist") from None
 
 
 def _column(tbl: sa.Table, name: str) -> sa.Column[Any]:
     if name not in tbl.c:
-        raise UsageError(f"table {tbl.name!r} has no column {name!r}")
+        raise ArgumentError(f"table {tbl.name!r} has no column {name!r}")
     return tbl.c[name]
 
 
@@ -204,7 +204,7 @@ def encrypt_column(
     parameters are hidden from logs and errors for this work (they hold secrets).
     """
     if batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {batch}")
+        raise ArgumentError(f"--batch must be >= 1, got {batch}")
     if _usable_key(key) is None:
         raise SecretError(KEY_ENV, "no encryption key configured; nothing can be encrypted")
     engine = _quiet(engine)
@@ -212,7 +212,7 @@ def encrypt_column(
         tbl = _reflect(conn, table, schema)
         pk = list(tbl.primary_key.columns)
         if not pk:
-            raise UsageError(f"table {table!r} has no primary key; encrypt-column pages by it")
+            raise ArgumentError(f"table {table!r} has no primary key; encrypt-column pages by it")
         src, tgt = _column(tbl, source), _column(tbl, target)
         total = conn.execute(sa.select(sa.func.count()).select_from(tbl)).scalar_one()
     result = BackfillResult(total=int(total), dry_run=dry_run)

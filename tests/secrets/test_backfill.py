@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from dbprofile import crypto
-from dbprofile.errors import SecretError, UsageError
+from dbprofile.errors import ArgumentError, SecretError
 from dbprofile.runtime.encrypted import encrypt_column
 from tests.secrets.test_crypto import reference_letta_decrypt
 
@@ -151,14 +151,14 @@ def test_progress_reports_each_batch(engine: sa.Engine) -> None:
 def test_unknown_names_are_usage_errors(
     engine: sa.Engine, table: str, source: str, target: str, message: str
 ) -> None:
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(ArgumentError, match=message):
         encrypt_column(engine, table, source, target, key=KEY)
 
 
 def test_table_without_primary_key_is_refused(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE nopk (s TEXT, e TEXT)"))
-    with pytest.raises(UsageError, match="no primary key"):
+    with pytest.raises(ArgumentError, match="no primary key"):
         encrypt_column(engine, "nopk", "s", "e", key=KEY)
 
 
