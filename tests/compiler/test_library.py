@@ -32,7 +32,7 @@ def test_compile_profile_issues_each_warning_as_a_profile_warning(tmp_path: Path
     messages = [str(w.message) for w in caught]
     assert messages == [
         f"warning: {profiles}/prod.toml:5: database.password: literal secret in profile "
-        "'prod'; use {env = \"VAR\"}, {file = \"PATH\"} or `dbprofile encrypt`"
+        '\'prod\'; use {env = "VAR"}, {file = "PATH"} or `dbprofile encrypt`'
     ]
     assert all("literal-pw" not in m for m in messages)
 
@@ -64,7 +64,7 @@ def test_validate_profiles_counts_files_and_profiles_or_reports_every_problem(
 def test_explain_key_check_suggests_the_near_key() -> None:
     check_explain_key("pool.size")
     check_explain_key("database.options.sslmode")
-    with pytest.raises(ArgumentError, match="unknown key 'pool.sise'; did you mean 'pool.size'"):
+    with pytest.raises(ArgumentError, match=r"unknown key 'pool\.sise'; did you mean 'pool\.size'"):
         check_explain_key("pool.sise")
 
 
