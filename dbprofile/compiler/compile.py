@@ -17,7 +17,7 @@ import attrs
 
 from dbprofile.compiler import letta
 from dbprofile.compiler.load import KeyPath
-from dbprofile.compiler.merge import FROM_URI, Merged, Step
+from dbprofile.compiler.merge import Merged, Step
 from dbprofile.errors import Problem
 from dbprofile.keys import KEYS, KEYS_BY_PATH, PG_COMPONENTS, RELAXED_PROFILES, env_of
 from dbprofile.spec import (
@@ -136,7 +136,8 @@ def compile_spec(
         ]
         if missing:
             file, line, _ = merged.locate(("database", selected[0]))
-            chose = origin(f"database.{selected[0]}").removesuffix(FROM_URI)
+            chooser = merged.top(("database", selected[0]))
+            chose = chooser.where if chooser else "default"
             needs = ", ".join(f"database.{m}" for m in missing)
             problems.append(
                 Problem(

@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from attrs import field, frozen
 
@@ -23,6 +23,7 @@ MAX_NODES = 10_000  # refuse YAML alias bombs and absurd trees quickly
 EXTENSIONS = (".toml", ".yaml", ".yml")
 
 KeyPath = tuple[str, ...]
+LayerKind = Literal["file", "env", "set", "defaults"]
 Positions = dict[KeyPath, tuple[int, int]]
 
 
@@ -38,9 +39,8 @@ class Layer:
     label: str
     tree: dict[str, Any]
     positions: Positions
-    kind: str = "file"  # file | env | set | defaults
+    kind: LayerKind = "file"
     where: dict[KeyPath, str] = field(factory=dict)
-    profile: str | None = None
 
     def origin(self, path: KeyPath) -> str:
         """Human origin of ``path`` in this layer: ``file:line``, ``env VAR``, ``--set``."""
@@ -120,7 +120,7 @@ def read_text(path: Path) -> str:
         raise ProblemsFound([Problem(exc.path, exc.line, exc.col, message=exc.reason)]) from None
 
 
-def load_layer(path: str | Path, *, profile: str | None = None) -> Layer:
+def load_layer(path: str | Path) -> Layer:
     """Read and parse one profile file (TOML or YAML by extension)."""
     p = Path(path)
     text = read_text(p)
@@ -132,7 +132,7 @@ def load_layer(path: str | Path, *, profile: str | None = None) -> Layer:
         raise ProblemsFound(
             [Problem(str(p), message="unknown file type; profiles are .toml, .yaml or .yml")]
         )
-    return Layer(label=str(p), tree=tree, positions=positions, profile=profile)
+    return Layer(label=str(p), tree=tree, positions=positions)
 
 
 # ------------------------------------------------------------------ TOML

@@ -22,7 +22,7 @@ from typing import Any
 
 from attrs import frozen
 
-from dbprofile.compiler.load import KeyPath, Layer
+from dbprofile.compiler.load import KeyPath, Layer, LayerKind
 from dbprofile.compiler.overrides import CLEAR
 from dbprofile.errors import Problem
 from dbprofile.keys import KEYS_BY_PATH, PG_COMPONENTS, SECRET_PATHS
@@ -38,15 +38,17 @@ FROM_URI = " (database.uri)"
 class Step:
     """One layer setting one key."""
 
-    origin: str  # "profiles/prod.yaml:12", "env LETTA_PG_PORT", "--set pool.size", "default"
+    where: str  # "profiles/prod.yaml:12", "env LETTA_PG_PORT", "--set pool.size", "default"
     file: str  # where a problem is reported: the file, or the origin for env/--set
     line: int = 0
-    kind: str = "file"
+    kind: LayerKind = "file"
     cleared: bool = False
+    from_uri: bool = False  # the value is a component of that layer's database.uri
 
     @property
-    def from_uri(self) -> bool:
-        return self.origin.endswith(FROM_URI)
+    def origin(self) -> str:
+        """``where``, marked when the value came out of a URI."""
+        return self.where + (FROM_URI if self.from_uri else "")
 
 
 @frozen
@@ -69,20 +71,20 @@ class Merged:
             top = trail[-1]
             for step in reversed(trail):
                 if step.kind == "file":
-                    origin = top.origin if top is not step else ""
-                    return step.file, step.line, origin.removesuffix(FROM_URI)
+                    origin = top.where if top is not step else ""
+                    return step.file, step.line, origin
             return top.file, top.line, ""
         return "", 0, ""
 
 
-def _step(layer: Layer, path: KeyPath, *, suffix: str = "", cleared: bool = False) -> Step:
+def _step(layer: Layer, path: KeyPath, *, from_uri: bool = False, cleared: bool = False) -> Step:
     if layer.kind == "file":
         file, line, _ = layer.locate(path)
-        return Step(layer.origin(path) + suffix, file, line, "file", cleared)
+        return Step(layer.origin(path), file, line, "file", cleared, from_uri)
     if layer.kind == "defaults":
         return Step("default", "default", 0, "defaults", cleared)
     origin = layer.origin(path)
-    return Step(origin + suffix, origin, 0, layer.kind, cleared)
+    return Step(origin, origin, 0, layer.kind, cleared, from_uri)
 
 
 def _ignored_part(layer: Layer, comp: str, *, whole: bool) -> Problem:
@@ -180,7 +182,6 @@ def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem], 
         positions=positions,
         kind=layer.kind,
         where=where,
-        profile=layer.profile,
     )
     return expanded, frozenset(derived), [], warnings
 
@@ -214,11 +215,11 @@ def _apply(
         path = (*prefix, key)
         if not prefix and key == "extends":
             continue
-        suffix = FROM_URI if path in derived else ""
+        from_uri = path in derived
         if value is CLEAR:
-            _clear(tree, trails, layer, path, suffix)
+            _clear(tree, trails, layer, path, from_uri)
             continue
-        step = _step(layer, path, suffix=suffix)
+        step = _step(layer, path, from_uri=from_uri)
         trails[path] = (*trails.get(path, ()), step)
         if isinstance(value, dict) and path not in SECRET_PATHS:
             if not isinstance(tree.get(key), dict):
@@ -233,14 +234,14 @@ def _clear(
     trails: dict[KeyPath, tuple[Step, ...]],
     layer: Layer,
     path: KeyPath,
-    suffix: str,
+    from_uri: bool,
 ) -> None:
     """Clear ``path`` back to its default (and, for database.uri, what URIs carried)."""
     key = path[-1]
     trail = trails.get(path, ())
-    if suffix and trail and not trail[-1].from_uri:
+    if from_uri and trail and not trail[-1].from_uri:
         return  # a URI only clears what a URI set (an explicit part stays)
-    step = _step(layer, path, suffix=suffix, cleared=True)
+    step = _step(layer, path, from_uri=from_uri, cleared=True)
     model = KEYS_BY_PATH.get(".".join(path))
     if model is not None and model.default is not None:
         tree[key] = model.default

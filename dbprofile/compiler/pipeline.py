@@ -64,7 +64,7 @@ def load_chain(name: str, profiles_dir: str | Path) -> list[Layer]:
                 )
             return
         try:
-            layer = load_layer(path, profile=current)
+            layer = load_layer(path)
         except ProblemsFound as exc:
             problems.extend(exc.problems)
             return

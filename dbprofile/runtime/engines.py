@@ -33,7 +33,7 @@ try:
     import sqlalchemy
     from sqlalchemy import event
     from sqlalchemy.engine import URL, Engine
-    from sqlalchemy.pool import NullPool, Pool, QueuePool, StaticPool
+    from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 except ModuleNotFoundError as _exc:  # pragma: no cover - exercised in a subprocess test
     raise DriverMissingError("sqlalchemy", "runtime", "dbprofile's runtime") from _exc
 
@@ -247,8 +247,3 @@ def async_sessionmaker(engine: AsyncEngine, **kwargs: Any) -> sa_async_sessionma
     kwargs.setdefault("expire_on_commit", False)
     kwargs.setdefault("autoflush", False)
     return sa_async_sessionmaker(bind=engine, **kwargs)
-
-
-def pool_of(engine: Engine | AsyncEngine) -> Pool:
-    """The engine's pool (for an async engine, its sync engine's)."""
-    return engine.pool if isinstance(engine, Engine) else engine.sync_engine.pool

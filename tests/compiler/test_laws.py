@@ -67,7 +67,7 @@ def _valid_value(key: Key) -> st.SearchStrategy[Any]:
 
 
 def _file_layer(name: str, tree: dict[str, Any]) -> Layer:
-    return Layer(label=f"profiles/{name}.toml", tree=tree, positions={}, profile=name)
+    return Layer(label=f"profiles/{name}.toml", tree=tree, positions={})
 
 
 def _tree_for(key: Key, value: Any) -> dict[str, Any]:
