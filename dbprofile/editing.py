@@ -5,30 +5,30 @@ loader reads profiles; this module is the only one that *rewrites* them:
 
 - TOML through ``tomlkit`` and YAML through ruamel.yaml's round-trip mode, so comments,
   key order, quoting and layout survive; only the edited scalars change.
-- :func:`write_files` is all-or-none and kill-safe: every new text is first written to
-  a temporary file beside its target and fsynced; only when all of them are on disk is
-  each renamed over its target (``os.replace``, atomic on POSIX), then the directories
-  are fsynced. An error before the renames leaves every file untouched; a kill at any
-  moment leaves each file wholly old or wholly new (``rotate-key`` can simply be run
-  again to finish a rotation that was killed among its renames).
+- :func:`write_files` is all-or-none and kill-safe, through the guarded writer
+  (:func:`dbprofile.files.replace_files`): every new text is first written to a
+  temporary file beside its target and fsynced; only when all of them are on disk is
+  each renamed over its target (``os.replace``, atomic on POSIX). An error before the
+  renames leaves every file untouched; a kill at any moment leaves each file wholly old
+  or wholly new (``rotate-key`` can simply be run again to finish a rotation that was
+  killed among its renames). A symlinked profile is edited through the link; a file
+  changed since it was read, a hard-linked or a read-only one is refused.
+- :func:`rotate_files` is ``dbprofile rotate-key`` as a function.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from attrs import define
+from attrs import define, frozen
 
-from dbprofile.errors import ArgumentError, Problem, ProblemsFound
+from dbprofile.errors import ArgumentError, DecryptionError, Problem, ProblemsFound, SecretError
+from dbprofile.files import Snapshot, UserFileError, read_for_edit, replace_files
 
-__all__ = ["ProfileDocument", "load_document", "write_files"]
-
-MAX_FILE_BYTES = 1024 * 1024
+__all__ = ["ProfileDocument", "Rotation", "load_document", "rotate_files", "write_files"]
 
 
 def _problem(path: Path, message: str, line: int = 0, col: int = 0) -> ProblemsFound:
@@ -43,6 +43,7 @@ class ProfileDocument:
     kind: Literal["toml", "yaml"]
     root: Any
     original: str
+    snapshot: Snapshot | None = None
     _yaml: Any = None
 
     # -- reading
@@ -148,16 +149,11 @@ def load_document(path: str | Path) -> ProfileDocument:
     if suffix not in (".toml", ".yaml", ".yml"):
         raise ArgumentError(f"{target}: not a profile file (expected .toml, .yaml or .yml)")
     try:
-        if target.stat().st_size > MAX_FILE_BYTES:
-            raise _problem(target, "file is larger than 1 MiB; refusing to edit it")
-        with target.open(encoding="utf-8", newline="") as fh:  # keep CRLF files CRLF
-            text = fh.read()
-    except FileNotFoundError:
-        raise ArgumentError(f"{target}: no such file") from None
-    except UnicodeDecodeError:
-        raise _problem(target, "file is not UTF-8 text") from None
-    except OSError as exc:
-        raise _problem(target, f"cannot read: {exc.strerror}") from None
+        text, snapshot = read_for_edit(target)  # bytes decoded as they are: CRLF kept
+    except UserFileError as exc:
+        if exc.reason == "does not exist":
+            raise ArgumentError(f"{target}: no such file") from None
+        raise _problem(target, exc.reason, exc.line, exc.col) from None
     if suffix == ".toml":
         import tomlkit
         from tomlkit.exceptions import ParseError
@@ -166,7 +162,7 @@ def load_document(path: str | Path) -> ProfileDocument:
             doc = tomlkit.parse(text)
         except ParseError as exc:
             raise _problem(target, f"cannot parse TOML: {exc}", exc.line, exc.col) from None
-        return ProfileDocument(path=target, kind="toml", root=doc, original=text)
+        return ProfileDocument(path=target, kind="toml", root=doc, original=text, snapshot=snapshot)
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError
 
@@ -183,45 +179,87 @@ def load_document(path: str | Path) -> ProfileDocument:
     root: Any = {} if loaded is None else loaded
     if not isinstance(root, Mapping):
         raise _problem(target, "a profile must be a mapping at the top level")
-    return ProfileDocument(path=target, kind="yaml", root=root, original=text, yaml=yaml)
+    return ProfileDocument(
+        path=target, kind="yaml", root=root, original=text, snapshot=snapshot, yaml=yaml
+    )
 
 
-def write_files(texts: Mapping[Path, str]) -> None:
-    """Replace every file with its new text: all temp files written and fsynced first,
-    then each renamed over its target. See the module docstring for the guarantees."""
-    staged: list[tuple[str, Path]] = []
+def write_files(docs: Iterable[ProfileDocument]) -> None:
+    """Write every edited document back, all or none (see the module docstring)."""
     try:
-        for target, text in texts.items():
-            mode = target.stat().st_mode & 0o7777 if target.exists() else 0o600
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".dbprofile-tmp", dir=target.parent
-            )
-            staged.append((tmp, target))
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-    except OSError as exc:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-        raise _problem(Path(exc.filename or "?"), f"cannot write: {exc.strerror}") from None
-    except BaseException:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    for tmp, target in staged:
-        os.replace(tmp, target)
-    for directory in {target.parent for _, target in staged}:
-        _fsync_dir(directory)
+        replace_files({doc.path: (doc.render(), doc.snapshot) for doc in docs})
+    except UserFileError as exc:
+        raise _problem(Path(exc.path), exc.reason) from None
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@frozen
+class Rotation:
+    """What :func:`rotate_files` did."""
+
+    rotated: int  # values re-encrypted
+    kept: int  # values already under the new key (a rotation killed midway, run again)
+    files_changed: int
+    files: int
+    old_id: str
+    new_id: str
+
+    def summary(self) -> str:
+        note = f"; {self.kept} already under the new key" if self.kept else ""
+        return (
+            f"rotated {self.rotated} encrypted values in {self.files_changed} of "
+            f"{self.files} files from key {self.old_id} to key {self.new_id}{note}"
+        )
+
+
+def rotate_files(paths: Iterable[str | Path], *, old_key: str, new_key: str) -> Rotation:
+    """Re-encrypt every ``enc:v1:`` value in the files from ``old_key`` to ``new_key``.
+
+    Every file is read and every value opened in memory first; any problem (a file that
+    does not parse, a value under a third key, a damaged value) is reported — all of
+    them, as one ``ProblemsFound`` — and no file is touched. Then all files are written
+    at once (:func:`write_files`). Values already under the new key are verified and
+    kept, so a rotation killed among its renames finishes when run again.
+    """
+    from dbprofile import crypto
+
+    if new_key == old_key:
+        raise SecretError("", "the new key is the same as the current key")
+    old_id, new_id = crypto.key_id(old_key), crypto.key_id(new_key)
+    if old_id == new_id:  # pragma: no cover - a 32-bit collision between two keys
+        raise SecretError("", f"the new key has the same key id {new_id}; run keygen again")
+    problems: list[Problem] = []
+    docs: list[ProfileDocument] = []
+    names = list(dict.fromkeys(Path(p) for p in paths))
+    for path in names:
+        try:
+            docs.append(load_document(path))
+        except ProblemsFound as exc:
+            problems.extend(exc.problems)
+        except ArgumentError as exc:
+            problems.append(Problem(str(path), message=str(exc).removeprefix(f"{path}: ")))
+    changed: list[ProfileDocument] = []
+    rotated = kept = 0
+    for doc in docs:
+        touched = False
+        for key_path, value in list(doc.strings()):
+            if not crypto.is_encrypted(value):
+                continue
+            try:
+                if crypto.token_key_id(value, key_path=key_path) == new_id:
+                    crypto.open_value(value, key=new_key, key_path=key_path)
+                    kept += 1
+                    continue
+                plaintext = crypto.open_value(value, key=old_key, key_path=key_path)
+                doc.set(key_path, crypto.seal_value(plaintext, key=new_key, key_path=key_path))
+            except DecryptionError as exc:
+                problems.extend(doc.problem(key_path, exc.detail).problems)
+                continue
+            rotated += 1
+            touched = True
+        if touched:
+            changed.append(doc)
+    if problems:
+        raise ProblemsFound(problems)
+    if changed:
+        write_files(changed)
+    return Rotation(rotated, kept, len(changed), len(names), old_id, new_id)

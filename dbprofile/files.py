@@ -1,5 +1,5 @@
-"""The one guarded way to read a file a user names (profiles, secret files, key files,
-specs, schema files, documents to edit) and standard input.
+"""The one guarded way to read and to write a file a user names (profiles, secret
+files, key files, specs, schema files, documents to edit, --output), and standard input.
 
 A user's path may name anything: a FIFO (which would block a plain ``open``), a device
 (``/dev/zero`` never ends), a directory, a huge file, bytes that are not UTF-8. Every
@@ -10,9 +10,14 @@ regular file (links followed), bounded in size, as UTF-8 text, and otherwise rai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
+from collections.abc import Mapping
 from typing import BinaryIO
+
+from attrs import frozen
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -98,3 +103,158 @@ def read_user_stream(
     if len(data) > limit:
         raise UserFileError(label, f"input too large: over {limit} bytes")
     return _decode(label, data)
+
+
+# ----------------------------------------------------------------------- writing
+#
+# The one guarded way to write a file a user names (--output, in-place edits):
+# - through a symlink, the real file is replaced (the link stays a link);
+# - a target that exists must be a regular file (never a FIFO, a device, a directory);
+# - the new file keeps the old one's mode and owner; a new file gets 0666 less umask;
+# - a read-only target is refused unless ``force``; for in-place edits a hard-linked
+#   file is refused (the old text would live on under its other name) and a file that
+#   changed since it was read is refused (a concurrent edit is never lost);
+# - the text goes to a temporary file beside the target, fsynced, then renamed over it.
+
+
+@frozen
+class Snapshot:
+    """What a file was when it was read, to detect a change before replacing it."""
+
+    real: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+def _real_target(path: str | os.PathLike[str]) -> str:
+    label = os.fspath(path)
+    if "\0" in label:
+        raise UserFileError(label.replace("\0", "\\0"), "a path cannot contain a NUL byte")
+    return os.path.realpath(label)
+
+
+def snapshot_of(path: str | os.PathLike[str]) -> Snapshot:
+    """The :class:`Snapshot` of an existing file (links followed)."""
+    real = _real_target(path)
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise UserFileError(os.fspath(path), f"cannot read: {exc.strerror or exc}") from None
+    return Snapshot(real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def read_for_edit(path: str | os.PathLike[str]) -> tuple[str, Snapshot]:
+    """The text of a file about to be edited in place, and its snapshot (taken first, so
+    a change made while reading is caught too)."""
+    before = snapshot_of(path)
+    text = read_user_file(path)
+    return text, before
+
+
+def _check_target(label: str, real: str, *, force: bool, in_place: bool) -> os.stat_result | None:
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UserFileError(label, f"cannot write: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserFileError(label, "is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserFileError(label, "not a regular file (a device, FIFO or socket): not replaced")
+    if not force and not st.st_mode & stat.S_IWUSR:
+        raise UserFileError(label, "is read-only; make it writable first (chmod u+w)")
+    if in_place and st.st_nlink > 1:
+        raise UserFileError(
+            label,
+            f"has {st.st_nlink} hard links: the old text would stay under the other "
+            "name(s); copy it to a file of its own first",
+        )
+    return st
+
+
+def _stage(real: str, text: str, st: os.stat_result | None) -> str:
+    directory = os.path.dirname(real) or "."
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(real)}.", suffix=".dbprofile-tmp", dir=directory
+    )
+    try:
+        if st is not None:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
+                os.fchown(fd, st.st_uid, st.st_gid)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _unchanged(path: str | os.PathLike[str], before: Snapshot | None) -> None:
+    if before is not None and snapshot_of(path) != before:
+        raise UserFileError(os.fspath(path), "changed since it was read; nothing was written")
+
+
+def replace_files(
+    texts: Mapping[str | os.PathLike[str], tuple[str, Snapshot | None]],
+    *,
+    force: bool = False,
+) -> None:
+    """Replace each file with its text, all or none (see the section comment). A target
+    given with a :class:`Snapshot` is edited in place: it must be unchanged since."""
+    staged: list[tuple[str, str]] = []
+    try:
+        for path, (text, before) in texts.items():
+            label = os.fspath(path)
+            real = _real_target(path)
+            st = _check_target(label, real, force=force, in_place=before is not None)
+            _unchanged(path, before)
+            try:
+                staged.append((_stage(real, text, st), real))
+            except OSError as exc:
+                raise UserFileError(label, f"cannot write: {exc.strerror or exc}") from None
+        for path, (_, before) in texts.items():  # once more, as late as possible
+            _unchanged(path, before)
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    for tmp, real in staged:
+        os.replace(tmp, real)
+    for directory in {os.path.dirname(real) or "." for _, real in staged}:
+        _fsync_dir(directory)
+
+
+def write_user_file(path: str | os.PathLike[str], text: str, *, force: bool = False) -> None:
+    """Write ``text`` to a file a user named (``--output``), guarded as above; parent
+    directories are created."""
+    real = _real_target(path)
+    parent = os.path.dirname(real)
+    if parent:
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise UserFileError(os.fspath(path), f"cannot write: {exc.strerror or exc}") from None
+    replace_files({path: (text, None)}, force=force)
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from attrs import define, field
 
 from dbprofile.errors import UsageError
+from dbprofile.text import escape
 
 if TYPE_CHECKING:
     from dbprofile.spec import EngineSpec
@@ -116,24 +115,11 @@ def compile_from_args(args: argparse.Namespace, ctx: Context) -> EngineSpec:
 
 
 def write_output(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same directory, then rename)."""
-    import tempfile
+    """Write ``text`` to ``--output`` through the guarded writer (atomically; through a
+    symlink to its file; never over a device, FIFO or directory; mode and owner kept)."""
+    from dbprofile.files import UserFileError, write_user_file
 
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"--output {path}: is a directory")
-    parent = target.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise UsageError(f"--output {path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_user_file(path, text)
+    except UserFileError as exc:
+        raise UsageError(f"--output {escape(exc.path)}: {exc.reason}") from None

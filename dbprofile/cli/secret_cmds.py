@@ -10,15 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dbprofile.cli.common import Context, add_profile_options, add_subparser, compile_from_args
 from dbprofile.errors import (
     ConnectionCheckError,
     DecryptionError,
-    Problem,
-    ProblemsFound,
     SecretError,
     UsageError,
 )
@@ -279,7 +276,7 @@ def cmd_encrypt(args: argparse.Namespace, ctx: Context) -> int:
         raise doc.problem(key_path, "is already encrypted; refusing to encrypt it again")
     key = _resolve_key(args, ctx)
     doc.set(key_path, crypto.seal_value(value, key=key, key_path=key_path))
-    write_files({doc.path: doc.render()})
+    write_files([doc])
     ctx.err(f"encrypted {key_path} in {file} with key {crypto.key_id(key)}")
     return 0
 
@@ -306,8 +303,7 @@ def cmd_decrypt(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_rotate_key(args: argparse.Namespace, ctx: Context) -> int:
-    from dbprofile import crypto
-    from dbprofile.editing import write_files
+    from dbprofile.editing import rotate_files
 
     old_key = _resolve_key(args, ctx, label="current key")
     new_key = ctx.environ.get(args.new_key_env)
@@ -317,42 +313,7 @@ def cmd_rotate_key(args: argparse.Namespace, ctx: Context) -> int:
         raise SecretError("", f"environment variable {args.new_key_env} (the new key) is empty")
     if new_key == old_key:
         raise SecretError("", f"the new key ({args.new_key_env}) is the same as the current key")
-    old_id, new_id = crypto.key_id(old_key), crypto.key_id(new_key)
-    if old_id == new_id:  # pragma: no cover - a 32-bit collision between two keys
-        raise SecretError("", f"the new key has the same key id {new_id}; run keygen again")
-
-    docs = [_load(path) for path in dict.fromkeys(args.files)]
-    problems: list[Problem] = []
-    texts: dict[Path, str] = {}
-    rotated = kept = 0
-    for doc in docs:
-        changed = False
-        for key_path, value in list(doc.strings()):
-            if not crypto.is_encrypted(value):
-                continue
-            try:
-                if crypto.token_key_id(value, key_path=key_path) == new_id:
-                    crypto.open_value(value, key=new_key, key_path=key_path)
-                    kept += 1
-                    continue
-                plaintext = crypto.open_value(value, key=old_key, key_path=key_path)
-                doc.set(key_path, crypto.seal_value(plaintext, key=new_key, key_path=key_path))
-            except DecryptionError as exc:
-                problems.extend(doc.problem(key_path, exc.detail).problems)
-                continue
-            rotated += 1
-            changed = True
-        if changed:
-            texts[doc.path] = doc.render()
-    if problems:
-        raise ProblemsFound(problems)
-    if texts:
-        write_files(texts)
-    note = f"; {kept} already under the new key" if kept else ""
-    ctx.err(
-        f"rotated {rotated} encrypted values in {len(texts)} of {len(docs)} files "
-        f"from key {old_id} to key {new_id}{note}"
-    )
+    ctx.err(rotate_files(args.files, old_key=old_key, new_key=new_key).summary())
     return 0
 
 

@@ -1,14 +1,11 @@
-"""rotate-key killed at random moments never leaves a file that is neither old nor new."""
+"""rotate-key killed at any step of its write never leaves a file that is neither old nor new."""
 
 from __future__ import annotations
 
-import random
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +14,6 @@ from dbprofile import crypto
 OLD = "rotate-kill-old-key"
 NEW = "rotate-kill-new-key"
 TOKEN = re.compile(r"enc:v1:([0-9a-f]{8}):[A-Za-z0-9_-]+")
-ROTATE = "from dbprofile.cli import run; run()"
 FILES = 12
 
 
@@ -60,68 +56,94 @@ def state_of(path: Path, original: str) -> str:
     return "new"
 
 
-def rotate(files: list[Path]) -> subprocess.Popen[bytes]:
-    env = {"LETTA_ENCRYPTION_KEY": OLD, "NEW_KEY": NEW, "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, "-c", ROTATE, "rotate-key", "--new-key-env", "NEW_KEY"]
-    return subprocess.Popen(
-        [*argv, *map(str, files)],
-        env=env,
-        cwd=Path(__file__).parents[2],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+def restore(originals: dict[Path, str], directory: Path) -> None:
+    for path, text in originals.items():
+        path.write_text(text)
+    for stale in directory.glob(".*.dbprofile-tmp"):
+        stale.unlink()
 
 
-@pytest.mark.slow
-def test_kills_at_random_points_leave_each_file_wholly_old_or_wholly_new(tmp_path: Path) -> None:
+# The steps of the write protocol a kill can land between: staging each temporary file,
+# making it durable, renaming it over its target, making the directory durable.
+STEPS = (("tempfile", "mkstemp"), ("os", "fsync"), ("os", "replace"))
+
+
+def run_until_step(files: list[Path], kill_at: int | None) -> int:
+    """Run rotate_files in a forked child that dies (os._exit, no clean-up, as SIGKILL)
+    just before its ``kill_at``-th protocol step; returns how many steps it took."""
+    import os
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: count (and maybe die at) every protocol step
+        os.close(read_end)
+        count = 0
+
+        def wrap(real: Any) -> Any:
+            def step(*args: Any, **kwargs: Any) -> Any:
+                nonlocal count
+                if count == kill_at:
+                    os._exit(9)
+                count += 1
+                return real(*args, **kwargs)
+
+            return step
+
+        for module_name, name in STEPS:
+            module = sys.modules[module_name]
+            setattr(module, name, wrap(getattr(module, name)))
+        from dbprofile.editing import rotate_files
+
+        try:
+            rotate_files(files, old_key=OLD, new_key=NEW)
+        except BaseException:
+            os._exit(1)
+        os.write(write_end, str(count).encode())
+        os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    steps = os.read(read_end, 64).decode()
+    os.close(read_end)
+    code = os.waitstatus_to_exitcode(status)
+    assert code in (0, 9), f"rotate_files failed in the child (exit {code})"
+    return int(steps) if code == 0 else -1
+
+
+def test_a_kill_before_any_step_of_the_write_leaves_each_file_wholly_old_or_new(
+    tmp_path: Path,
+) -> None:
+    from dbprofile.editing import rotate_files
+
     originals = make_files(tmp_path)
     files = sorted(originals)
-    start = time.perf_counter()
-    full = rotate(files)
-    _, err = full.communicate(timeout=60)
-    duration = time.perf_counter() - start
-    assert full.returncode == 0, err.decode()
-    assert {state_of(p, t) for p, t in originals.items()} == {"new"}
-
-    rng = random.Random(20240611)
+    crypto.key_id(OLD), crypto.key_id(NEW)  # derive both keys once; children inherit them
+    total = run_until_step(files, None)
+    assert total >= 3 * FILES  # a temp file, an fsync and a rename per file at least
+    restore(originals, tmp_path)
     seen: set[tuple[str, ...]] = set()
-    for round_ in range(40):
-        for path, text in originals.items():
-            path.write_text(text)
-        for stale in tmp_path.glob(".*.dbprofile-tmp"):
-            stale.unlink()
-        proc = rotate(files)
-        if round_ % 2:
-            # Anywhere in the run.
-            time.sleep(rng.uniform(0.0, duration * 1.1))
-        else:
-            # Aimed at the write phase: as soon as the first temporary file shows up.
-            deadline = time.perf_counter() + 30
-            while not any(tmp_path.glob(".*.dbprofile-tmp")) and proc.poll() is None:
-                assert time.perf_counter() < deadline
-            time.sleep(rng.uniform(0.0, 0.004))
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+    for kill_at in range(total):
+        restore(originals, tmp_path)
+        assert run_until_step(files, kill_at) == -1
         states = tuple(state_of(p, originals[p]) for p in files)
-        staged = any(tmp_path.glob(".*.dbprofile-tmp"))
-        seen.add((*sorted(set(states)), *(["mid-write"] if staged else [])))
+        seen.add(tuple(sorted(set(states))))
         # Running the command again finishes the job from whatever the kill left.
-        again = rotate(files)
-        _, err = again.communicate(timeout=60)
-        assert again.returncode == 0, err.decode()
+        for stale in tmp_path.glob(".*.dbprofile-tmp"):
+            stale.unlink()  # what a kill leaves behind is only ever a temporary file
+        rotate_files(files, old_key=OLD, new_key=NEW)
         assert {state_of(p, originals[p]) for p in files} == {"new"}
-    assert ("old",) in seen  # some kills landed before any rename
+    # Kills before the first rename leave all files old, kills among the renames a mix.
+    assert ("old",) in seen
+    assert ("new", "old") in seen
 
 
 def test_a_failure_while_staging_changes_no_file(tmp_path: Path) -> None:
-    from dbprofile.editing import write_files
-    from dbprofile.errors import ProblemsFound
+    from dbprofile.files import UserFileError, replace_files
 
     good = tmp_path / "a.toml"
     good.write_text("a = 1\n")
     unwritable = tmp_path / "missing-dir" / "b.toml"  # staging its temp file fails
-    with pytest.raises(ProblemsFound, match="cannot write"):
-        write_files({good: "a = 2\n", unwritable: "b = 2\n"})
+    with pytest.raises(UserFileError, match="cannot write"):
+        replace_files({good: ("a = 2\n", None), unwritable: ("b = 2\n", None)})
     assert good.read_text() == "a = 1\n"
     assert not list(tmp_path.glob(".*.dbprofile-tmp"))
 
@@ -131,7 +153,7 @@ def test_a_crash_between_renames_leaves_each_file_whole(
 ) -> None:
     import os
 
-    from dbprofile.editing import write_files
+    from dbprofile.files import replace_files
 
     paths = [tmp_path / f"f{i}.yaml" for i in range(4)]
     for path in paths:
@@ -147,5 +169,5 @@ def test_a_crash_between_renames_leaves_each_file_whole(
 
     monkeypatch.setattr(os, "replace", replace_then_die)
     with pytest.raises(KeyboardInterrupt):
-        write_files(dict.fromkeys(paths, "new: 2\n"))
+        replace_files(dict.fromkeys(paths, ("new: 2\n", None)))
     assert [p.read_text() for p in paths] == ["new: 2\n"] * 2 + ["old: 1\n"] * 2
