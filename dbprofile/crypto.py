@@ -4,48 +4,22 @@ Two formats, one module, no SQLAlchemy. ``cryptography`` is imported on first us
 ``import dbprofile.crypto`` is cheap; a missing package raises
 :class:`~dbprofile.errors.DriverMissingError`.
 
-``enc:v1:`` — encrypted values written in profile files
---------------------------------------------------------
+``enc:v1:<key id: 8 hex>:<base64url, no padding, of nonce(12) || ciphertext || tag(16)>``
+— values written in profile files. Key: ``scrypt(password=UTF-8 key,
+salt=b"dbprofile/enc:v1", n=2**15, r=8, p=1)``, 64 bytes: the first 32 are the AES-256-GCM
+key; the key id is the first 4 bytes of ``sha256(b"dbprofile/enc:v1/key-id" || last 32
+bytes)``. Derived at most once per process per key (:func:`derive_key` caches it). A
+random 96-bit nonce per value; associated data ``enc:v1:<key id>:<key path>``.
 
-::
+Letta's format — the ``EncryptedText`` column type and ``encrypt-column``: standard
+padded base64 of ``salt(16) || nonce(12) || ciphertext || tag(16)``; key
+PBKDF2-HMAC-SHA256(UTF-8 key, salt, 100,000 iterations, 32 bytes); no associated data.
+Derived keys are cached per (key, salt) in a bounded LRU; writes use one random salt per
+process and key (renewed every 2**20 values). :func:`letta_classify` tells ciphertext
+from legacy plaintext.
 
-    enc:v1:<key id: 8 hex>:<base64url, no padding, of nonce(12) || ciphertext || tag(16)>
-
-- Key: ``scrypt(password=UTF-8 key, salt=b"dbprofile/enc:v1", n=2**15, r=8, p=1)``,
-  64 bytes. The first 32 are the AES-256-GCM key; the key id is the first 4 bytes of
-  ``sha256(b"dbprofile/enc:v1/key-id" || last 32 bytes)``. The id comes from the slow
-  KDF's output, so it is no shortcut for guessing the key: testing one guess against
-  the id costs a full scrypt, exactly as testing it against a value does.
-- The salt is fixed and public (one per format version), so the derived key depends
-  only on the key string and is derived **at most once per process per key**, however
-  many values are opened (:func:`derive_key` caches it in memory, keyed by the key).
-  Against brute force the salt buys nothing here: the values of one deployment share a
-  key anyway; scrypt's cost (about 0.1 s and 32 MiB per guess) is what protects a
-  weak key. ``dbprofile keygen`` makes a key that needs no such protection.
-- AES-256-GCM with a random 96-bit nonce per value; associated data is
-  ``enc:v1:<key id>:<key path>``, binding the version, the key id and the dotted key
-  path the value was written at: a value copied to another key does not open.
-
-Letta's format — the ``EncryptedText`` column type and ``encrypt-column``
---------------------------------------------------------------------------
-
-Standard base64 (padded) of ``salt(16) || nonce(12) || ciphertext || tag(16)``; the key
-is PBKDF2-HMAC-SHA256(UTF-8 key, salt, 100,000 iterations, 32 bytes); no associated
-data. Reading needs one PBKDF2 per distinct salt: derived keys are cached per
-(key, salt) in a bounded in-memory LRU. Writing uses a random salt per *process and
-key* (renewed every 2**20 values) with a fresh random nonce per value, instead of
-Letta's salt per value: Letta reads every value's own salt, so it cannot tell, and a
-backfill of 10,000 rows costs milliseconds of key derivation instead of minutes. The
-GCM nonce limit for one AES key (2**32 random nonces) stays far away.
-
-Telling Letta ciphertext from legacy plaintext (:func:`letta_classify`): a stored
-string is *ciphertext-shaped* only when it is canonical, padded, standard base64 (it
-re-encodes to exactly itself) of at least 44 bytes; anything else is legacy plaintext
-(``sk-…`` keys, text with spaces, dashes, a wrong length…). A ciphertext-shaped value
-must then open — GCM's tag is verified — or it is an error (wrong key or damaged
-value), never handed back as if it were the plaintext. The price: a legacy plaintext
-that is itself canonical base64 of 60+ characters is refused with a clear error instead
-of being read; re-encrypting it needs it out of the column first.
+Why these choices (the fixed salt, the key id, the write salt, never guessing between
+ciphertext and plaintext): see docs/secrets.md.
 """
 
 from __future__ import annotations

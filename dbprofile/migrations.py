@@ -9,17 +9,9 @@ A project's ``env.py`` becomes::
     run_migrations(context, Base.metadata)
 
 and ``dbprofile migrate --profile prod upgrade head`` (or plain ``alembic upgrade head``)
-migrates the database that profile describes:
-
-- PostgreSQL through psycopg 3 (``postgresql+psycopg``), so ``sslmode``,
-  ``target_session_attrs``, multi-host and Unix-socket URLs work as in libpq —
-  Letta's pg8000 path rejects every SSL option; SQLite at ``sqlite.path`` otherwise;
-- a ``NullPool`` engine (one connection, closed when done), with psycopg's prepared
-  statements off behind pgbouncer (``database.pgbouncer``);
-- the password resolved from its reference (environment, file, ``enc:v1:`` value) by
-  the runtime's resolver, at the last moment; the URL is only ever rendered with the
-  password masked (``***``), in logs and errors alike. ``sqlalchemy.url`` in
-  ``alembic.ini`` is not used.
+migrates the database that profile describes, through a ``NullPool`` engine with the
+runtime's URL and driver arguments (:func:`migration_engine`), the password resolved at
+the last moment and only ever shown masked. What it does and why: see docs/migrations.md.
 
 Where the profile comes from, first match wins:
 

@@ -9,24 +9,13 @@ resolves them when it builds an engine. A literal secret written in a profile is
 kept on the in-memory spec only (never serialized, never shown): a spec loaded
 back from JSON has lost it and the runtime says so.
 
-Serialized form (``dbprofile compile --format json``) — stable keys::
-
-    {"version": 1, "profile": "prod", "engine": "postgresql",
-     "url": "postgresql+psycopg://letta:***@db:5432/letta?sslmode=require",
-     "database": {...}, "sqlite": null,
-     "pool": {"class": "QueuePool", "size": 50, "max_overflow": 20, "timeout": 60.0,
-              "recycle": 3600, "use_lifo": true, "pre_ping": true},
-     "echo": false, "monitoring": {"enabled": true, "interval": 30},
-     "encryption": {"key": {"env": "LETTA_ENCRYPTION_KEY"}},
-     "sources": ["defaults", "profiles/base.toml", "profiles/prod.yaml", "env"],
-     "provenance": {"pool.size": {"origin": "profiles/prod.yaml:20", "replaced": [...]}},
-     "fingerprint": "sha256:..."}
-
 The writer (:func:`spec_to_dict`) and the one reader (:func:`structure_spec`, behind
 :func:`load_spec`) sit side by side and walk the same attrs fields; the reader is strict
 (unknown keys, wrong types: a :class:`~dbprofile.errors.SpecError` naming the key path)
 and cheap (no cattrs, YAML or compiler import: a service starts from ``build/db.json``
-about as fast as from a hand-written URL). Field defaults come from the key model.
+about as fast as from a hand-written URL). Field defaults come from the key model. The
+serialized form and its stable keys (``dbprofile compile --format json``): see
+docs/runtime.md.
 """
 
 from __future__ import annotations
@@ -376,7 +365,7 @@ _TOP_ORDER = (
 
 
 def spec_to_dict(spec: EngineSpec, *, with_fingerprint: bool = True) -> dict[str, Any]:
-    """The JSON-ready form of a spec (the stable contract in the module docstring)."""
+    """The JSON-ready form of a spec (the stable contract: docs/runtime.md)."""
     data = _unstructure(spec)
     out = {key: data[key] for key in _TOP_ORDER if key in data}
     if not with_fingerprint:

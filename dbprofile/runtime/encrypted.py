@@ -1,24 +1,15 @@
 """Letta-compatible encrypted columns: the ``EncryptedText`` type and a safe backfill.
 
-``EncryptedText`` writes Letta's exact ciphertext format (see :mod:`dbprofile.crypto`),
-so Letta reads what dbprofile writes and the other way round. Reading is *dual*: a
-value stored while no key was configured (legacy plaintext) is returned as it is.
+``EncryptedText`` reads and writes Letta's exact ciphertext format (see
+:mod:`dbprofile.crypto`). A stored value is classified by
+:func:`dbprofile.crypto.letta_classify`: empty and legacy plaintext are returned as
+they are; ciphertext must open with the key, otherwise
+:class:`~dbprofile.errors.DecryptionError`. Unlike Letta, it refuses to *write* when no
+key is configured (:class:`~dbprofile.errors.SecretError`).
 
-How a stored value is classified (:func:`dbprofile.crypto.letta_classify`):
-
-- ``NULL`` / ``""``: returned unchanged;
-- canonical padded base64 of >= 44 bytes: ciphertext — it must open with the key
-  (GCM tag verified), otherwise :class:`~dbprofile.errors.DecryptionError`; never the
-  ciphertext handed back as if it were the value;
-- anything else: legacy plaintext, returned as it is.
-
-Unlike Letta, ``EncryptedText`` refuses to *write* when no key is configured
-(:class:`~dbprofile.errors.SecretError`), instead of silently storing plaintext.
-
-:func:`encrypt_column` is Letta's backfill done right: it pages by primary key
-(keyset pagination, never OFFSET), commits each batch, and decides per row from what
-the row holds, so it can be killed at any point and re-run: rows already encrypted
-are recognised (and verified) and left alone, a re-run changes nothing.
+:func:`encrypt_column` is the backfill behind ``dbprofile encrypt-column``: keyset
+pagination, a commit per batch, a decision per row from what the row holds, so a killed
+run can be re-run. What both guarantee, and why: see docs/secrets.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,16 @@
 """EngineSpec -> SQLAlchemy engines (sync and async), pooled exactly as the spec says.
 
-- PostgreSQL: psycopg 3 for sync and async (``postgresql+psycopg``), URL from
-  :func:`dbprofile.runtime.drivers.postgres_url`; the driver's ``connect_timeout``, unless
-  ``database.options`` sets one, is Letta's (:func:`default_connect_timeout`); with
-  ``database.pgbouncer`` psycopg's prepared statements are off (``prepare_threshold=None``),
-  which transaction-mode pgbouncer needs.
-- SQLite: the file at ``sqlite.path`` (``~`` expanded, parents created), foreign keys,
-  WAL, a busy timeout of ``pool.timeout`` seconds and ``cosine_distance``; async through
-  aiosqlite. ``:memory:`` uses one shared connection (``StaticPool``), since any other
-  pool would hand each checkout a different empty database.
-- Pool: ``NullPool`` when ``pool.enabled`` is false; otherwise a ``QueuePool`` (async:
-  ``AsyncAdaptedQueuePool``) with size, max_overflow, timeout, recycle, use_lifo;
-  ``pre_ping`` and ``echo`` always as the spec says.
-- Every engine translates errors (``handle_error`` and the pool's checkout timeout, see
-  :mod:`dbprofile.runtime.translate`) and, when ``monitoring.enabled``, is monitored
-  (:func:`dbprofile.runtime.monitoring.attach_monitoring`).
+:func:`engine_arguments` turns a spec into SQLAlchemy's arguments: the URL (from
+:mod:`dbprofile.runtime.drivers`), the pool class and its settings, the driver's
+``connect_timeout`` (Letta's unless the profile sets one:
+:func:`default_connect_timeout`), pgbouncer's ``prepare_threshold=None``, SQLite's ``StaticPool`` for
+``:memory:``. :func:`create_engine` and :func:`create_async_engine` then install error
+translation (:mod:`dbprofile.runtime.translate`), the SQLite hooks
+(:mod:`dbprofile.runtime.sqlite`) and, when ``monitoring.enabled``, the pool monitor.
 
 Secrets are resolved from ``environ`` (default ``os.environ``) here, at engine creation,
-and go only into the engine's URL; ``repr`` and logs show ``***``.
+and go only into the engine's URL; ``repr`` and logs show ``***``. What an engine gets
+from each spec key: see docs/runtime.md.
 """
 
 from __future__ import annotations
