@@ -139,11 +139,11 @@ KEYS: tuple[Key, ...] = (
     Key(
         "pool.size",
         "integer",
-        "Connections kept open by the pool.",
+        "Connections kept open by the pool (0: no limit, as in SQLAlchemy).",
         default=25,
         env="LETTA_PG_POOL_SIZE",
         letta="int",
-        minimum=1,
+        minimum=0,
         maximum=10_000,
     ),
     Key(

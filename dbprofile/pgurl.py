@@ -16,7 +16,9 @@ Parsing rules (one set, everywhere):
 - foreign forms are normalized to psycopg 3: ``postgres://``, ``+psycopg2``,
   ``+asyncpg``, ``+pg8000``; asyncpg's ``ssl=`` (which Letta writes for asyncpg, on any
   scheme) becomes libpq's ``sslmode=``;
-- a ``password`` query parameter is the password (libpq reads it so), never an option.
+- a ``password`` query parameter is the password (libpq reads it so), never an option;
+  ``user`` and ``dbname`` in the query are the user and database (the query's win, as
+  in libpq).
 
 Rendering is byte for byte SQLAlchemy's ``URL.render_as_string()`` of the same
 components (a test compares them over generated URLs); hidden, it shows ``***`` for the
@@ -328,8 +330,6 @@ def parse_uri(uri: str) -> PgUrl | SqliteUri:
         host, port = split_hostport(hostinfo)
 
     name = unquote(path[1:]) if path.startswith("/") and len(path) > 1 else None
-    if name is not None and "/" in name:
-        raise UriError("database name must not contain '/'; percent-encode it as %2F")
 
     for key, value in parse_qsl(query_text, keep_blank_values=True):
         if key == "ssl":
@@ -338,6 +338,10 @@ def parse_uri(uri: str) -> PgUrl | SqliteUri:
             if password is not None:
                 raise UriError("has a password both in its user part and as ?password=")
             password = value
+        elif key == "user":  # libpq (and asyncpg, for Letta) let the query's win
+            user = value
+        elif key == "dbname":
+            name = value
         else:
             query.append((key, value))
     return PgUrl(user, password, host, port, name, tuple(query))

@@ -2,18 +2,19 @@
 
 Letta reads the same ``LETTA_*`` variables and builds its engine its own way; dbprofile
 either does the same or differs on purpose, and says so. The rules that change what a
-configuration connects to live here, in one place, each with its row id in the
-differences table:
+configuration connects to live here and in ``merge.py`` (D20, a percent-encoded
+database name; the URI winning over the parts of its own layer), each with its row id
+in the differences table:
 
-- **D-ASYNCPG-OPTIONS**: Letta passes URL query options to asyncpg as keywords, so
+- **D21 (asyncpg options)**: Letta passes URL query options to asyncpg as keywords, so
   asyncpg-only options (``command_timeout``, statement-cache sizes) work there and mean
   nothing to libpq: dbprofile drops them with a warning; options neither libpq nor
   asyncpg knows are an error (libpq would refuse to connect).
-- **D-POOLED-TLS**: Letta 0.16.8 forces ``ssl=require`` whenever pooling is on, with no
+- **D07, D17 (pooled TLS)**: Letta 0.16.8 forces ``ssl=require`` whenever pooling is on, with no
   opt-out (Letta issue #3219). A pooled configuration that gives no ``sslmode`` gets
   ``sslmode=require`` here too (so an unchanged deployment keeps its TLS mode); one that
   gives a weaker mode keeps it, with a warning that Letta would not.
-- **D-NO-POSTGRES**: with no PostgreSQL setting Letta 0.16.8 connects to
+- **D01 (no PostgreSQL)**: with no PostgreSQL setting Letta 0.16.8 connects to
   ``postgresql://letta:letta@localhost:5432/letta``; dbprofile uses SQLite, and says so
   when compiling from the environment alone.
 """
@@ -80,14 +81,29 @@ def check_options(
 def pooled_tls(
     database: DatabaseSpec, pool: PoolSpec, locate: Locate
 ) -> tuple[DatabaseSpec, tuple[tuple[str, Origin], ...], list[Problem]]:
-    """D-POOLED-TLS: (database, provenance to add, warnings)."""
+    """D07, D17: (database, provenance to add, warnings)."""
     if not pool.enabled:
         return database, (), []
     modes = [v for k, v in database.options if k == "sslmode"]
     if not modes:
         options = (*database.options, ("sslmode", "require"))
         origin = (("database.options.sslmode", Origin(POOLED_TLS_ORIGIN)),)
-        return attrs.evolve(database, options=options), origin, []
+        texts = [database.host or "", database.user, database.name, *(v for _, v in options)]
+        warned = []
+        if any("ssl" in text for text in texts[:-1]):  # D07
+            file, line = locate("sslmode")
+            warned.append(
+                Problem(
+                    file,
+                    line,
+                    key="database.options.sslmode",
+                    severity="warning",
+                    message="pooled with no sslmode: require, as Letta 0.16.8 forces it; "
+                    "but Letta skips that when 'ssl' appears anywhere in its URL, as here, "
+                    "and would connect with prefer",
+                )
+            )
+        return attrs.evolve(database, options=options), origin, warned
     if modes[-1] in _WEAKER_THAN_REQUIRE:
         file, line = locate("sslmode")
         warning = Problem(
@@ -103,7 +119,7 @@ def pooled_tls(
 
 
 def env_only_warnings(profile: str | None, database: DatabaseSpec | None) -> list[Problem]:
-    """D-NO-POSTGRES: compiling from the environment alone with no PostgreSQL setting."""
+    """D01: compiling from the environment alone with no PostgreSQL setting."""
     if profile is not None or database is not None:
         return []
     return [

@@ -109,6 +109,24 @@ def _ignored_part(layer: Layer, comp: str, *, whole: bool) -> Problem:
     )
 
 
+def _encoded_name_warning(layer: Layer, uri: str, name: str | None) -> list[Problem]:
+    """D20: Letta 0.16.8 sends a percent-encoded database name as written."""
+    raw = uri.split("?", 1)[0].split("://", 1)[-1].partition("/")[2]
+    if name is None or "%" not in raw or raw == name:
+        return []
+    file, line, _ = layer.locate(URI_PATH)
+    return [
+        Problem(
+            file if layer.kind == "file" else layer.origin(URI_PATH),
+            line,
+            key="database.uri",
+            severity="warning",
+            message=f"database name {shown(raw)} is percent-decoded to {shown(name)}; "
+            "Letta 0.16.8 would ask for the encoded name as written",
+        )
+    ]
+
+
 def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem], list[Problem]]:
     """The layer with its ``database.uri`` expanded into components (see module doc),
     the paths the URI supplied, problems and warnings."""
@@ -156,6 +174,7 @@ def expand_uri(layer: Layer) -> tuple[Layer, frozenset[KeyPath], list[Problem], 
             put(("sqlite", "path"), parts.path)
     else:
         carried = parts.components()
+        warnings.extend(_encoded_name_warning(layer, uri, parts.database))
         explicit = [c for c in PG_COMPONENTS if c in newdb and newdb[c] is not CLEAR]
         for comp in explicit:
             if layer.kind == "env" or comp in carried:

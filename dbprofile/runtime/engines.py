@@ -3,9 +3,9 @@
 :func:`engine_arguments` turns a spec into SQLAlchemy's arguments: the URL (from
 :mod:`dbprofile.runtime.drivers`), the pool class and its settings, the driver's
 ``connect_timeout`` (Letta's unless the profile sets one:
-:func:`default_connect_timeout`), pgbouncer's ``prepare_threshold=None``, SQLite's ``StaticPool`` for
-``:memory:``. :func:`create_engine` and :func:`create_async_engine` then install error
-translation (:mod:`dbprofile.runtime.translate`), the SQLite hooks
+:func:`default_connect_timeout`), pgbouncer's ``prepare_threshold=None``, SQLite's
+``StaticPool`` for ``:memory:``. :func:`create_engine` and :func:`create_async_engine`
+then install error translation (:mod:`dbprofile.runtime.translate`), the SQLite hooks
 (:mod:`dbprofile.runtime.sqlite`) and, when ``monitoring.enabled``, the pool monitor.
 
 Secrets are resolved from ``environ`` (default ``os.environ``) here, at engine creation,

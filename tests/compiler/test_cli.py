@@ -127,9 +127,9 @@ def test_compile_output_to_an_unwritable_place_is_a_usage_error(project: Path) -
 def test_compile_output_keeps_the_old_file_when_compiling_fails(project: Path) -> None:
     target = project / "db.json"
     target.write_text("previous\n")
-    code, out, err = run("compile", "--profile", "prod", "--set", "pool.size=0", "-o", "db.json")
+    code, out, err = run("compile", "--profile", "prod", "--set", "pool.size=-1", "-o", "db.json")
     assert (code, out) == (1, "")
-    assert err == "profiles/prod.yaml:7: pool.size: must be >= 1, got 0 (set by --set pool.size)\n"
+    assert err == "profiles/prod.yaml:7: pool.size: must be >= 0, got -1 (set by --set pool.size)\n"
     assert target.read_text() == "previous\n"
 
 
@@ -154,7 +154,7 @@ def test_validate_reports_every_bad_file_on_stderr(
     code, out, err = run("validate", "--profiles-dir", "p")
     assert (code, out) == (1, "")
     assert err == (
-        "p/base.toml:2: pool.size: must be >= 1, got 0\n"
+        "p/base.toml:2: pool.size: must be >= 0, got -1\n"
         "p/base.toml:3: pool: unknown key 'flavour'\n"
         "p/prod.yaml:3: pool.timeout: must be > 0, got -1\n"
         "p/prod.yaml:5: monitoring.enabled: must be a boolean (true or false), got 'yes'\n"

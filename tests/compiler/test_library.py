@@ -53,11 +53,11 @@ def test_validate_profiles_counts_files_and_profiles_or_reports_every_problem(
     profiles = write(tmp_path, "base.toml", "[pool]\nsize = 3\n")
     write(tmp_path, "dev.toml", 'extends = "base"\n')
     assert validate_profiles(profiles) == (2, 2)
-    write(tmp_path, "bad.toml", "[pool]\nsize = 0\n")
+    write(tmp_path, "bad.toml", "[pool]\nsize = -1\n")
     with pytest.raises(ProblemsFound) as caught:
         validate_profiles(profiles)
     assert [p.render() for p in caught.value.problems] == [
-        f"{profiles}/bad.toml:2: pool.size: must be >= 1, got 0"
+        f"{profiles}/bad.toml:2: pool.size: must be >= 0, got -1"
     ]
 
 

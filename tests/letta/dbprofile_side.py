@@ -171,7 +171,7 @@ def run_spec(
         },
     }
     try:
-        from dbprofile.runtime.secrets import resolve_encryption_key
+        from dbprofile.runtime.resolve import resolve_encryption_key
 
         result["encryption_key"] = resolve_encryption_key(spec, environ)
     except Exception as exc:
@@ -209,11 +209,15 @@ def run_case(
     name: str = "compat",
 ) -> dict[str, Any]:
     """Compile env-only (no profile) and run the spec."""
+    from dbprofile.compiler.pipeline import compile_full
+
     try:
-        spec = dbprofile.compile_profile(None, environ=dict(environ))
+        compiled = compile_full(None, environ=dict(environ))  # warnings as data, not raised
     except Exception as exc:
         return {"error": _error("compile", exc)}
-    return run_spec(spec, environ, loop, registry, name)
+    result = run_spec(compiled.spec, environ, loop, registry, name)
+    result["warnings"] = [w.render() for w in compiled.warnings]
+    return result
 
 
 @contextlib.contextmanager
