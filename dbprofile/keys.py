@@ -12,6 +12,7 @@ checks it). See docs/profiles.md for what each key does.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from attrs import frozen
@@ -250,6 +251,15 @@ def env_of(path: str) -> str:
     if env is None:  # pragma: no cover - a programming error, caught by the tests
         raise KeyError(f"key {path} has no variable")
     return env
+
+
+_ENV_MARK = re.compile(r"\$\(env:([a-z_.]+)\)")
+
+
+def with_env_names(text: str) -> str:
+    """``text`` (help, an example) with each ``$(env:key.path)`` replaced by that key's
+    variable, so no other module writes a variable's name."""
+    return _ENV_MARK.sub(lambda m: env_of(m.group(1)), text)
 
 
 def default_of(path: str) -> Any:

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import types
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import attrs
 from attrs import field, frozen
@@ -35,8 +33,7 @@ from dbprofile.errors import SpecError
 from dbprofile.files import UserFileError, read_user_file
 from dbprofile.keys import KEYS_BY_PATH, Key, default_of
 from dbprofile.pgurl import MASK, PgUrl, sqlite_display
-
-_T = TypeVar("_T")
+from dbprofile.structure import Converter, Invalid, kind_of, read_table, read_value
 
 __all__ = [
     "SPEC_VERSION",
@@ -255,19 +252,19 @@ _SECRET_KINDS: tuple[SecretSource, ...] = ("env", "file", "encrypted", "literal"
 
 
 def _read_secret(data: Any, path: str) -> Secret:
-    table = _table(data, path, {"env", "file", "encrypted", "literal", "at", "part", "key_path"})
+    table = read_table(
+        data, path, {"env", "file", "encrypted", "literal", "at", "part", "key_path"}
+    )
     kinds = [k for k in _SECRET_KINDS if k in table]
     if len(kinds) != 1:
-        raise _Invalid(
-            path, "a secret reference needs exactly one of env, file, encrypted, literal"
-        )
+        raise Invalid(path, "a secret reference needs exactly one of env, file, encrypted, literal")
     kind = kinds[0]
     ref_key = "at" if kind == "literal" else kind
     return Secret(
         source=kind,
-        ref=_read(str, table.get(ref_key), f"{path}.{ref_key}"),
-        key_path=_read(str, table.get("key_path", ""), f"{path}.key_path"),
-        part=_read(str | None, table.get("part"), f"{path}.part"),
+        ref=read_value(str, table.get(ref_key), f"{path}.{ref_key}"),
+        key_path=read_value(str, table.get("key_path", ""), f"{path}.key_path"),
+        part=read_value(str | None, table.get("part"), f"{path}.part"),
     )
 
 
@@ -284,11 +281,11 @@ _NULLPOOL_FIELDS = frozenset({"pre_ping"})
 
 def _read_pool(data: Any, path: str) -> PoolSpec:
     names = {f.name for f in attrs.fields(PoolSpec)} - {"enabled"}
-    table = dict(_table(data, path, {"class", *names}))
+    table = dict(read_table(data, path, {"class", *names}))
     cls = table.pop("class", None)
     if cls not in ("QueuePool", "NullPool"):
-        raise _Invalid(f"{path}.class", f"must be QueuePool or NullPool, got {cls!r}")
-    return _read_attrs(PoolSpec, {**table, "enabled": cls == "QueuePool"}, path)
+        raise Invalid(f"{path}.class", f"must be QueuePool or NullPool, got {cls!r}")
+    return _CONVERTER.structure(PoolSpec, {**table, "enabled": cls == "QueuePool"}, path)
 
 
 def _options_to_list(options: tuple[tuple[str, str], ...]) -> list[list[str]]:
@@ -297,13 +294,13 @@ def _options_to_list(options: tuple[tuple[str, str], ...]) -> list[list[str]]:
 
 def _read_options(data: Any, path: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(data, list):
-        raise _Invalid(path, f"must be a list of [name, value] pairs, got {_kind(data)}")
+        raise Invalid(path, f"must be a list of [name, value] pairs, got {kind_of(data)}")
     out = []
     for i, pair in enumerate(data):
         where = f"{path}[{i}]"
         if not isinstance(pair, list) or len(pair) != 2:
-            raise _Invalid(where, "must be a [name, value] pair")
-        out.append((_read(str, pair[0], where), _read(str, pair[1], where)))
+            raise Invalid(where, "must be a [name, value] pair")
+        out.append((read_value(str, pair[0], where), read_value(str, pair[1], where)))
     return tuple(out)
 
 
@@ -312,8 +309,10 @@ def _provenance_to_dict(provenance: tuple[tuple[str, Origin], ...]) -> dict[str,
 
 
 def _read_provenance(data: Any, path: str) -> tuple[tuple[str, Origin], ...]:
-    table = _table(data, path, None)
-    return tuple((key, _read_attrs(Origin, value, f"{path}.{key}")) for key, value in table.items())
+    table = read_table(data, path, None)
+    return tuple(
+        (key, _CONVERTER.structure(Origin, value, f"{path}.{key}")) for key, value in table.items()
+    )
 
 
 def _extra_to_dict(extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
@@ -321,41 +320,25 @@ def _extra_to_dict(extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
 
 
 def _read_extra(data: Any, path: str) -> tuple[tuple[str, Any], ...]:
-    table = _table(data, path, None)
+    table = read_table(data, path, None)
     for key in table:
         if key not in KEYS_BY_PATH:
-            raise _Invalid(f"{path}.{key}", "is not a setting this dbprofile knows")
+            raise Invalid(f"{path}.{key}", "is not a setting this dbprofile knows")
     return tuple(sorted(table.items()))
 
 
-# (writer, reader) for the values whose JSON form is not their attrs form.
-_HOOKS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, str], Any]]] = {
-    "Secret": (_secret_to_dict, _read_secret),
-    "PoolSpec": (_pool_to_dict, _read_pool),
-    "options": (_options_to_list, _read_options),
-    "provenance": (_provenance_to_dict, _read_provenance),
-    "extra": (_extra_to_dict, _read_extra),
-}
-_NOT_WRITTEN_WHEN_EMPTY = frozenset({"extra"})
-
-
-def _unstructure(value: Any, name: str = "") -> Any:
-    hook = _HOOKS.get(name) or _HOOKS.get(type(value).__name__)
-    if value is None:
-        return None
-    if hook is not None:
-        return hook[0](value)
-    if attrs.has(type(value)):
-        out = {}
-        for f in attrs.fields(type(value)):
-            item = getattr(value, f.name)
-            if f.name in _NOT_WRITTEN_WHEN_EMPTY and not item:
-                continue
-            out[f.name] = _unstructure(item, f.name)
-        return out
-    if isinstance(value, tuple):
-        return [_unstructure(v) for v in value]
-    return value
+# (writer, reader) for the values whose JSON form is not their attrs form, by class name
+# or by field name; the converter walks attrs fields for everything else.
+_CONVERTER = Converter(
+    hooks={
+        "Secret": (_secret_to_dict, _read_secret),
+        "PoolSpec": (_pool_to_dict, _read_pool),
+        "options": (_options_to_list, _read_options),
+        "provenance": (_provenance_to_dict, _read_provenance),
+        "extra": (_extra_to_dict, _read_extra),
+    },
+    omit_when_empty=frozenset({"extra"}),
+)
 
 
 _TOP_ORDER = (
@@ -366,7 +349,7 @@ _TOP_ORDER = (
 
 def spec_to_dict(spec: EngineSpec, *, with_fingerprint: bool = True) -> dict[str, Any]:
     """The JSON-ready form of a spec (the stable contract: docs/runtime.md)."""
-    data = _unstructure(spec)
+    data = _CONVERTER.unstructure(spec)
     out = {key: data[key] for key in _TOP_ORDER if key in data}
     if not with_fingerprint:
         out.pop("fingerprint", None)
@@ -390,106 +373,12 @@ def fingerprint_of(spec: EngineSpec) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
-class _Invalid(Exception):
-    """A value that is not what the spec format says, at ``path``."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
-
-
-def _table(data: Any, path: str, allowed: set[str] | frozenset[str] | None) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise _Invalid(path, f"must be a table, got {_kind(data)}")
-    if allowed is not None:
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise _Invalid(f"{path}.{unknown[0]}" if path else unknown[0], "unknown key")
-    return data
-
-
-def _read(tp: Any, value: Any, path: str) -> Any:
-    """``value`` as type ``tp`` (the annotation of an attrs field), or :class:`_Invalid`."""
-    if isinstance(tp, types.UnionType) or get_origin(tp) is Literal:
-        options = get_args(tp)
-        if get_origin(tp) is Literal:
-            if value in options:
-                return value
-            raise _Invalid(path, f"must be one of {', '.join(map(repr, options))}, got {value!r}")
-        if value is None and type(None) in options:
-            return None
-        inner = [o for o in options if o is not type(None)]
-        return _read(inner[0], value, path)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Invalid(path, f"must be true or false, got {_kind(value)}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Invalid(path, f"must be an integer, got {_kind(value)}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise _Invalid(path, "must be a finite number")
-            return float(value)
-        raise _Invalid(path, f"must be a number, got {_kind(value)}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Invalid(path, f"must be a string, got {_kind(value)}")
-    if get_origin(tp) is tuple:
-        if not isinstance(value, list):
-            raise _Invalid(path, f"must be a list, got {_kind(value)}")
-        item = get_args(tp)[0]
-        return tuple(_read(item, v, f"{path}[{i}]") for i, v in enumerate(value))
-    hook = _HOOKS.get(tp.__name__)
-    if hook is not None:
-        return hook[1](value, path)
-    return _read_attrs(tp, value, path)
-
-
-def _read_attrs(cls: type[_T], data: Any, path: str) -> _T:
-    fields = _fields_of(cls)
-    table = _table(data, path, set(fields))
-    kwargs = {}
-    for name, value in table.items():
-        where = f"{path}.{name}" if path else name
-        hook = _HOOKS.get(name)
-        kwargs[name] = hook[1](value, where) if hook else _read(fields[name], value, where)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a required field is missing
-        missing = [n for n, f in attrs.fields_dict(cls).items() if f.default is attrs.NOTHING]  # type: ignore[arg-type]
-        absent = [n for n in missing if n not in kwargs]
-        if absent:
-            raise _Invalid(f"{path}.{absent[0]}" if path else absent[0], "is missing") from None
-        raise _Invalid(path or "spec", str(exc)) from None
-
-
-_TYPES: dict[type, dict[str, Any]] = {}
-
-
-def _fields_of(cls: type) -> dict[str, Any]:
-    """Field name -> resolved annotation (resolved once per class)."""
-    found = _TYPES.get(cls)
-    if found is None:
-        hints = get_type_hints(cls)
-        found = _TYPES[cls] = {f.name: hints[f.name] for f in attrs.fields(cls)}
-    return found
-
-
 def structure_spec(data: Mapping[str, Any], source: str = "spec") -> EngineSpec:
     """An :class:`EngineSpec` from its serialized form; :class:`SpecError` naming ``source``
     and the key path otherwise (the format version is checked first)."""
     version = data.get("version") if isinstance(data, Mapping) else None
     if not isinstance(data, Mapping):
-        raise SpecError(source, f"not a spec: expected a JSON object, got {_kind(data)}")
+        raise SpecError(source, f"not a spec: expected a JSON object, got {kind_of(data)}")
     if version is None:
         raise SpecError(source, "not a dbprofile spec: it has no 'version' key")
     if not isinstance(version, int) or isinstance(version, bool):
@@ -503,8 +392,8 @@ def structure_spec(data: Mapping[str, Any], source: str = "spec") -> EngineSpec:
     if version < 1:
         raise SpecError(source, f"version must be >= 1, got {version}")
     try:
-        spec = _read_attrs(EngineSpec, data, "")
-    except _Invalid as exc:
+        spec = _CONVERTER.structure(EngineSpec, data)
+    except Invalid as exc:
         raise SpecError(source, f"not a valid spec: {exc}") from None
     if spec.engine == "postgresql" and spec.database is None:
         raise SpecError(source, "not a valid spec: engine is postgresql but 'database' is null")

@@ -8,6 +8,7 @@ from typing import IO, TYPE_CHECKING, Any
 from attrs import define, field
 
 from dbprofile.errors import UsageError
+from dbprofile.keys import with_env_names
 from dbprofile.text import escape
 
 if TYPE_CHECKING:
@@ -39,11 +40,16 @@ class Context:
 
 
 class DbprofileArgumentParser(argparse.ArgumentParser):
-    """argparse writing to the context's streams, so in-process runs capture everything."""
+    """argparse writing to the context's streams, so in-process runs capture everything.
+    Help text names variables as ``$(env:key.path)``; they are filled in from the key
+    model here (:func:`dbprofile.keys.with_env_names`)."""
 
     def __init__(self, *args: Any, ctx: Context | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ctx = ctx
+
+    def format_help(self) -> str:
+        return with_env_names(super().format_help())
 
     def _print_message(self, message: str, file: Any = None) -> None:
         if not message or self.ctx is None:

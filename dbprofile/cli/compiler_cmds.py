@@ -16,6 +16,8 @@ from dbprofile.cli.common import (
 )
 from dbprofile.compiler.letta_env import LETTA_TARGETS
 from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.files import UserFileError, read_user_file
+from dbprofile.text import escape
 
 SCHEMA_FILE = "schema/dbprofile.schema.json"
 
@@ -98,7 +100,7 @@ that set it and what it replaced. Secrets show as references or ***.
 examples:
   dbprofile explain --profile prod
   dbprofile explain --profile prod pool
-  LETTA_PG_POOL_SIZE=40 dbprofile explain --profile prod pool.size""",
+  $(env:pool.size)=40 dbprofile explain --profile prod pool.size""",
     )
     p.add_argument("key", nargs="?", metavar="KEY", help="a key or section, e.g. pool.size")
     add_profile_options(p)
@@ -233,9 +235,9 @@ def cmd_schema(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     path = Path(args.file)
     try:
-        current = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProblemsFound([Problem(str(path), message=f"cannot read: {exc.strerror}")]) from None
+        current = read_user_file(path, what="schema")
+    except UserFileError as exc:
+        raise ProblemsFound([Problem(escape(exc.path), message=exc.reason)]) from None
     if current != text:
         raise ProblemsFound(
             [Problem(str(path), message=f"stale: regenerate it with `dbprofile schema > {path}`")]

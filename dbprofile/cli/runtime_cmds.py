@@ -39,7 +39,7 @@ examples:
   dbprofile migrate --profile prod upgrade head --sql > upgrade.sql
   dbprofile migrate --profile dev downgrade base
   dbprofile migrate current                    # defaults + LETTA_* variables only
-  LETTA_PG_URI='postgresql://letta@db/letta?sslmode=require' dbprofile migrate upgrade head
+  $(env:database.uri)='postgresql://letta@db/letta?sslmode=require' dbprofile migrate upgrade head
 
 exit status: 0 done; 1 the profile, the database or a migration failed (one line on
 stderr; --traceback for the details); 2 usage error."""

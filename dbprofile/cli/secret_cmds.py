@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 KEY_ENV = env_of("encryption.key")
 
 _KEY_HELP = """\
-The key comes from --key-env VAR (default LETTA_ENCRYPTION_KEY) or --key-file PATH:
+The key comes from --key-env VAR (default $(env:encryption.key)) or --key-file PATH:
 any string (UTF-8); `dbprofile keygen` makes a good one. Keep it out of profiles."""
 
 
@@ -40,11 +40,11 @@ def register(sub: Any, ctx: Context) -> None:
         summary="print a new random encryption key",
         description="""\
 Print a new random key (32 bytes from the operating system, URL-safe base64) for
-LETTA_ENCRYPTION_KEY. Store it in your secret manager, not in a profile.
+$(env:encryption.key). Store it in your secret manager, not in a profile.
 
 examples:
   dbprofile keygen
-  export LETTA_ENCRYPTION_KEY="$(dbprofile keygen)\"""",
+  export $(env:encryption.key)="$(dbprofile keygen)\"""",
     )
     p.set_defaults(handler=cmd_keygen)
 
@@ -113,7 +113,7 @@ finishes the rotation (values already under the new key are verified and kept).
 {_KEY_HELP}
 
 examples:
-  export NEW_KEY="$(dbprofile keygen)"   # LETTA_ENCRYPTION_KEY holds the current key
+  export NEW_KEY="$(dbprofile keygen)"   # $(env:encryption.key) holds the current key
   dbprofile rotate-key --new-key-env NEW_KEY profiles/*.yaml profiles/*.toml""",
     )
     p.add_argument(
@@ -140,7 +140,7 @@ target looks encrypted but does not open with the key are reported and left alon
 (exit 1). SOURCE and TARGET may be the same column (encrypt in place).
 
 The database and the key come from the profile (encryption.key, normally
-{env = "LETTA_ENCRYPTION_KEY"}); a progress bar goes to stderr.
+{env = "$(env:encryption.key)"}); a progress bar goes to stderr.
 
 examples:
   dbprofile encrypt-column --profile prod providers api_key api_key_enc --dry-run
@@ -165,7 +165,7 @@ def _add_key_options(p: argparse.ArgumentParser) -> None:
         "--key-env",
         metavar="VAR",
         default=KEY_ENV,
-        help="environment variable holding the key (default: LETTA_ENCRYPTION_KEY)",
+        help="environment variable holding the key (default: $(env:encryption.key))",
     )
     group.add_argument("--key-file", metavar="PATH", help="file holding the key")
 

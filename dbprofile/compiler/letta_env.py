@@ -171,7 +171,7 @@ def _connect_timeout_problems(db: DatabaseSpec, spec: EngineSpec) -> list[str]:
     if float(given[-1]) == float(letta):
         return []
     derived = (
-        f"LETTA_PG_POOL_TIMEOUT ({letta:g} s) when pooled"
+        f"{env_of('pool.timeout')} ({letta:g} s) when pooled"
         if spec.pool.enabled
         else f"asyncpg's default ({letta} s) under NullPool"
     )
@@ -222,7 +222,8 @@ def render_letta_env(spec: EngineSpec, *, target: LettaTarget = "0.16") -> str:
         f"# LETTA_* settings that make Letta {target}.x open the engine of dbprofile "
         f"profile {spec.profile or '(defaults + environment)'} ({spec.fingerprint[:19]}…).",
         "# Source it in a POSIX shell: . ./letta.env  -- secrets are read when sourced and",
-        "# never written here; the password is percent-encoded into LETTA_PG_URI by the shell.",
+        f"# never written here; the password is percent-encoded into {env_of('database.uri')}"
+        " by the shell.",
     ]
     body: list[str] = []
     db = spec.database
@@ -230,9 +231,10 @@ def render_letta_env(spec: EngineSpec, *, target: LettaTarget = "0.16") -> str:
     if db is None:
         if target == "0.16":
             problems.append(
-                "engine sqlite: Letta 0.16.x has no SQLite engine (with no LETTA_PG_URI it "
-                "connects to postgresql://letta:***@localhost:5432/letta); compile a "
-                "PostgreSQL profile, or use --letta 0.11"
+                "engine sqlite: Letta 0.16.x has no SQLite engine (with no "
+                f"{env_of('database.uri')} it connects to "
+                "postgresql://letta:***@localhost:5432/letta); compile a PostgreSQL profile, "
+                "or use --letta 0.11"
             )
         elif spec.sqlite is not None and spec.sqlite.path != LETTA_011_SQLITE_PATH:
             problems.append(

@@ -24,10 +24,11 @@ from sqlalchemy.types import TypeDecorator
 
 from dbprofile import crypto
 from dbprofile.errors import ArgumentError, DecryptionError, SecretError
+from dbprofile.keys import env_of
 
 __all__ = ["BackfillResult", "EncryptedText", "encrypt_column"]
 
-KEY_ENV = "LETTA_ENCRYPTION_KEY"
+KEY_ENV = env_of("encryption.key")
 
 
 def _usable_key(value: str | None) -> str | None:

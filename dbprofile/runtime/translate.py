@@ -43,6 +43,7 @@ from dbprofile.errors import (
     ForeignKeyConstraintViolationError,
     UniqueConstraintViolationError,
 )
+from dbprofile.keys import env_of
 
 __all__ = [
     "DatabaseConnectionLostError",
@@ -174,7 +175,8 @@ def pool_timeout_message(pool: Any, timeout: float) -> str:
     return (
         f"timed out after {timeout:g} s waiting for a pooled connection: all {total} in use "
         f"(pool.size={size}, pool.max_overflow={overflow}, pool.timeout={timeout:g}); "
-        "raise them with LETTA_PG_POOL_SIZE, LETTA_PG_MAX_OVERFLOW, LETTA_PG_POOL_TIMEOUT "
+        f"raise them with {env_of('pool.size')}, {env_of('pool.max_overflow')}, "
+        f"{env_of('pool.timeout')} "
         "(or pool.size, pool.max_overflow, pool.timeout in the profile), "
         "or hold connections for less time"
     )
