@@ -19,9 +19,9 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 
-from dbprofile.cli.common import Context, DbprofileArgumentParser
+from dbprofile.cli.common import Context, DbprofileArgumentParser, add_traceback_option
 from dbprofile.errors import ArgumentError, DbprofileError, ProblemsFound
 
 __all__ = ["main", "run"]
@@ -40,19 +40,54 @@ def build_parser(ctx: Context) -> argparse.ArgumentParser:
 
     parser = DbprofileArgumentParser(
         prog="dbprofile",
+        usage="dbprofile [-h] [--traceback] [--version] COMMAND ...",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         ctx=ctx,
     )
+    add_traceback_option(parser, shown=True)
     parser.add_argument(
-        "--traceback",
-        action="store_true",
-        help="show a Python traceback for errors (for bug reports)",
+        "--version", action=VersionAction, nargs=0, help="print dbprofile's version and exit"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        parser_class=type(parser),
+        help=argparse.SUPPRESS,
+        prog="dbprofile",
+    )
+    groups = []
     for module in (compiler_cmds, runtime_cmds, secret_cmds):
+        before = set(sub.choices)
         module.register(sub, ctx)
+        added = [name for name in sub.choices if name not in before]
+        groups.append((module.GROUP, added))
+    # Commands grouped by what they work on, instead of argparse's one flat list.
+    sub._choices_actions.clear()
+    width = max(len(name) for _, names in groups for name in names)
+    parser.epilog = (
+        "\n\n".join(
+            f"{title}:\n"
+            + "\n".join(f"  {name.ljust(width)}  {ctx.summaries[name]}" for name in names)
+            for title, names in groups
+        )
+        + "\n\n'dbprofile COMMAND --help' explains a command, with examples."
+    )
     return parser
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version (metadata read only then)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("dbprofile")
+        except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+            text = "unknown (not installed)"
+        parser._print_message(f"dbprofile {text}\n", sys.stdout)
+        parser.exit()
 
 
 def main(

@@ -23,6 +23,7 @@ class Context:
     stdout: IO[str]
     stderr: IO[str]
     traceback: bool = False
+    summaries: dict[str, str] = field(factory=dict)  # command -> one-line summary
     _warned: set[str] = field(factory=set)
 
     def out(self, text: str) -> None:
@@ -62,15 +63,28 @@ class DbprofileArgumentParser(argparse.ArgumentParser):
         stream.write(message)
 
 
+def add_traceback_option(parser: argparse.ArgumentParser, *, shown: bool = False) -> None:
+    """``--traceback``, accepted before or after the command (listed at the top only)."""
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show a Python traceback for errors (for bug reports)" if shown else argparse.SUPPRESS,
+    )
+
+
 def add_subparser(sub: Any, ctx: Context, name: str, *, summary: str, description: str) -> Any:
     """A subcommand parser that shares the context and keeps description formatting."""
-    return sub.add_parser(
+    ctx.summaries[name] = summary
+    parser = sub.add_parser(
         name,
         help=summary,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         ctx=ctx,
     )
+    add_traceback_option(parser)
+    return parser
 
 
 def add_profile_options(parser: argparse.ArgumentParser, *, with_profile: bool = True) -> None:

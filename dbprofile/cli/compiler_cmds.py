@@ -22,6 +22,9 @@ from dbprofile.text import escape
 SCHEMA_FILE = "schema/dbprofile.schema.json"
 
 
+GROUP = "profiles"  # the heading of these commands in dbprofile --help
+
+
 def register(sub: Any, ctx: Context) -> None:
     p = add_subparser(
         sub,

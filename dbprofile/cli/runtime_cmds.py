@@ -45,6 +45,9 @@ exit status: 0 done; 1 the profile, the database or a migration failed (one line
 stderr; --traceback for the details); 2 usage error."""
 
 
+GROUP = "the database"  # the heading of these commands in dbprofile --help
+
+
 def register(sub: Any, ctx: Context) -> None:
     """Add this module's subcommands to the parser."""
     parser = add_subparser(

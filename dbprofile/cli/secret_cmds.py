@@ -31,6 +31,9 @@ The key comes from --key-env VAR (default $(env:encryption.key)) or --key-file P
 any string (UTF-8); `dbprofile keygen` makes a good one. Keep it out of profiles."""
 
 
+GROUP = "secrets"  # the heading of these commands in dbprofile --help
+
+
 def register(sub: Any, ctx: Context) -> None:
     """Add this module's subcommands to the parser."""
     p = add_subparser(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -249,11 +250,22 @@ def test_every_command_has_help_with_examples(command: str) -> None:
     assert "examples:" in out
 
 
-def test_top_level_help_lists_the_compiler_commands() -> None:
+def test_top_level_help_groups_the_commands() -> None:
     code, out, err = run("--help")
     assert (code, err) == (0, "")
+    assert "\nprofiles:\n" in out
+    assert "\nthe database:\n  check " in out
+    assert "\nsecrets:\n  keygen " in out
     for command in COMMANDS:
-        assert f"\n    {command} " in out
+        assert f"\n  {command} " in out
+
+
+def test_version_and_traceback_after_the_command() -> None:
+    code, out, err = run("--version")
+    assert (code, err) == (0, "")
+    assert re.fullmatch(r"dbprofile \d+\.\d+\.\d+\S*\n", out)
+    with pytest.raises(ProblemsFound):  # --traceback after the command: raised, not printed
+        run("compile", "--profile", "missing", "--traceback")
 
 
 @pytest.mark.parametrize(
