@@ -1,3 +1,3 @@
 """Shared fixtures. The PostgreSQL / pgbouncer servers live in tests/pg.py."""
 
-pytest_plugins = ("tests.pg",)
+pytest_plugins = ("tests.pg", "tests.specs")

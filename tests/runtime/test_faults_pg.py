@@ -16,7 +16,7 @@ from dbprofile import create_async_engine, create_engine
 from dbprofile.runtime.translate import DatabaseConnectionLostError
 from dbprofile.spec import PoolSpec
 from tests.pg import PgbouncerServer, PostgresServer, free_port
-from tests.runtime.conftest import pg_spec
+from tests.specs import pg_spec
 
 pytestmark = pytest.mark.postgres
 

@@ -20,7 +20,7 @@ from dbprofile import (
 )
 from dbprofile.runtime.sqlite import cosine_distance
 from dbprofile.spec import PoolSpec
-from tests.runtime.conftest import sqlite_spec
+from tests.specs import sqlite_spec
 
 SCHEMA = (
     "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT UNIQUE)",

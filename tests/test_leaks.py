@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from dbprofile import crypto
-from tests.secrets.helpers import Run, run_cli
+from tests.cli.helpers import Run, run_cli
 
 
 def planted(name: str) -> str:

@@ -15,8 +15,8 @@ from dbprofile.compiler.pipeline import compile_profile
 from dbprofile.errors import DecryptionError, SecretError
 from dbprofile.runtime.engines import create_engine
 from dbprofile.runtime.resolve import resolve_password
+from tests.cli.helpers import run_cli
 from tests.pg import PostgresServer
-from tests.secrets.helpers import run_cli
 
 LITERAL = "LIT-SECRET-4711"
 URI_SECRET = "URI-SECRET-0815"

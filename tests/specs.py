@@ -1,4 +1,5 @@
-"""Helpers for the runtime tests: specs built directly (no compiler) for the test servers."""
+"""Specs built directly (no compiler) for the test servers, and the fixtures around them
+(a pytest plugin, loaded by tests/conftest.py)."""
 
 from __future__ import annotations
 

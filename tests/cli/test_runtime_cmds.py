@@ -15,7 +15,7 @@ from attrs import evolve
 from dbprofile.cli import main
 from dbprofile.spec import EngineSpec, PoolSpec, render_url, spec_to_dict
 from tests.pg import PostgresServer, free_port
-from tests.runtime.conftest import PASSWORD_VAR, pg_spec, sqlite_spec
+from tests.specs import PASSWORD_VAR, pg_spec, sqlite_spec
 
 
 def run(argv: list[str], environ: dict[str, str]) -> tuple[int, str, str]:
@@ -206,7 +206,7 @@ def test_check_hung_server_is_a_timeout(
 
 def test_check_missing_password_variable_names_it(tmp_path: Path) -> None:
     from dbprofile.spec import DatabaseSpec
-    from tests.runtime.conftest import ENV_PASSWORD
+    from tests.specs import ENV_PASSWORD
 
     db = DatabaseSpec(name="d", user="u", host="127.0.0.1", port=1, password=ENV_PASSWORD)
     spec = EngineSpec(engine="postgresql", url=render_url(db), database=db)

@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from dbprofile import crypto
+from tests.cli.helpers import run_cli
 from tests.pg import PostgresServer
-from tests.secrets.helpers import run_cli
-from tests.secrets.test_crypto import reference_letta_decrypt
+from tests.test_crypto import reference_letta_decrypt
 
 KEY = "column-cli-key"
 ROWS = 10_000

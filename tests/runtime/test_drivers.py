@@ -25,7 +25,7 @@ from dbprofile.runtime.drivers import (
 )
 from dbprofile.spec import DatabaseSpec, Secret, render_url
 from tests.pg import PostgresServer
-from tests.runtime.conftest import PASSWORD_VAR, pg_spec
+from tests.specs import PASSWORD_VAR, pg_spec
 
 HARD_PASSWORD = "p@ss/:#%?& ssl=x y"
 URI_VAR = "LETTA_PG_URI"

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from dbprofile import crypto
 from dbprofile.errors import ArgumentError, SecretError
 from dbprofile.runtime.encrypted import encrypt_column
-from tests.secrets.test_crypto import reference_letta_decrypt
+from tests.test_crypto import reference_letta_decrypt
 
 KEY = "backfill-key"
 

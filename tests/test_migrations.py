@@ -17,7 +17,7 @@ import pytest
 from dbprofile.cli import main
 from tests.pg import free_port
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "alembic"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "alembic"
 REPO = EXAMPLE.parents[1]
 
 

@@ -15,7 +15,7 @@ from dbprofile.errors import DecryptionError
 from dbprofile.runtime.resolve import resolve_password, resolve_secret
 from dbprofile.spec import EncryptionSpec, Secret
 from tests.pg import PostgresServer
-from tests.runtime.conftest import PASSWORD_VAR, pg_spec
+from tests.specs import PASSWORD_VAR, pg_spec
 
 VALUE = "s3cret-V@lue/with:odd#chars"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dbprofile import crypto
-from tests.secrets.helpers import run_cli
+from tests.cli.helpers import run_cli
 
 KEY = "cli-test-key"
 NEW = "cli-test-new-key"

@@ -22,7 +22,7 @@ from dbprofile import (
 from dbprofile.runtime.translate import PoolTimeoutError
 from dbprofile.spec import PoolSpec
 from tests.pg import PostgresServer
-from tests.runtime.conftest import pg_spec
+from tests.specs import pg_spec
 
 pytestmark = pytest.mark.postgres
 

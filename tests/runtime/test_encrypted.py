@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from dbprofile import crypto
 from dbprofile.errors import DecryptionError, SecretError
 from dbprofile.runtime.encrypted import EncryptedText
-from tests.secrets.test_crypto import LETTA_VECTORS, reference_letta_decrypt
+from tests.test_crypto import LETTA_VECTORS, reference_letta_decrypt
 
 KEY = "column-key-for-tests"
 
