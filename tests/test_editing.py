@@ -109,6 +109,7 @@ def run_until_step(files: list[Path], kill_at: int | None) -> int:
     return int(steps) if code == 0 else -1
 
 
+@pytest.mark.slow
 def test_a_kill_before_any_step_of_the_write_leaves_each_file_wholly_old_or_new(
     tmp_path: Path,
 ) -> None:

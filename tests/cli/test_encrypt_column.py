@@ -184,6 +184,7 @@ def cli_argv(profiles: Path, database: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_postgres_10000_rows_killed_midway_resumes_and_rerun_is_a_no_op(
     pg: PostgresServer, tmp_path: Path
 ) -> None:

@@ -190,6 +190,7 @@ def silent_server() -> Iterator[int]:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_check_hung_server_is_a_timeout(
     pg: PostgresServer, tmp_path: Path, silent_server: int
 ) -> None:

@@ -221,6 +221,7 @@ def profile_trees(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=400, deadline=None)
 @given(profile_trees())
+@pytest.mark.slow
 def test_our_validator_agrees_with_jsonschema_on_generated_trees(tree: dict[str, Any]) -> None:
     ours, theirs = _agree(tree)
     assert ours == theirs

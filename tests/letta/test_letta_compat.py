@@ -32,6 +32,9 @@ import pytest
 from tests.letta.cases import generate
 from tests.letta.dbprofile_side import run_cases, run_specs
 
+# Runs Letta 0.16.8 in .letta-venv on 375 deployments (~15 s): scripts/test runs it.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 LETTA_PYTHON = ROOT / ".letta-venv" / "bin" / "python"
 PROBE = Path(__file__).with_name("probe.py")
