@@ -77,11 +77,10 @@ def test_parse_of_render_is_the_identity(url: PgUrl) -> None:
 def test_the_masked_render_never_holds_the_password(url: PgUrl) -> None:
     shown = url.render()
     if url.password is not None:
-        assert ":" + MASK + "@" in shown
-        rendered = url.render(hide_password=False)
-        secret = rendered.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
-        assert secret not in shown.split("@", 1)[0].split(":", 1)[1]
-    assert repr(url).count("password") == 0
+        # The masked text does not depend on the password at all, and shows *** for it.
+        assert shown == url.with_password("another").render()
+        assert shown.split("://", 1)[1].rsplit("@", 1)[0].endswith(":" + MASK)
+    assert "password" not in repr(url)
 
 
 @given(pg_urls())
