@@ -86,6 +86,13 @@ class Problem:
         return self.file
 
     def render(self) -> str:
+        """One line, always: any control character a name or value brought along is
+        written as ``repr`` writes it (:func:`dbprofile.text.escape`)."""
+        from dbprofile.text import escape
+
+        return escape(self._render())
+
+    def _render(self) -> str:
         parts = [self.where]
         if self.key:
             parts.append(self.key)

@@ -23,6 +23,7 @@ from typing import IO, Any, NoReturn
 
 from dbprofile.cli.common import Context, DbprofileArgumentParser, add_traceback_option
 from dbprofile.errors import ArgumentError, DbprofileError, ProblemsFound
+from dbprofile.text import escape
 
 __all__ = ["main", "run"]
 
@@ -122,7 +123,7 @@ def main(
         if ctx.traceback:
             raise
         prefix = "usage: " if isinstance(exc, ArgumentError) else "error: "
-        ctx.err(prefix + str(exc))
+        ctx.err(prefix + escape(str(exc)))  # one line, whatever the message quotes
         return exc.exit_code
     except KeyboardInterrupt:
         ctx.err("interrupted")

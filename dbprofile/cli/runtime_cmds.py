@@ -45,7 +45,8 @@ exit status: 0 done; 1 the profile, the database or a migration failed (one line
 stderr; --traceback for the details); 2 usage error."""
 
 
-GROUP = "the database"  # the heading of these commands in dbprofile --help
+GROUP = "the database"
+MAX_CHECK_TIMEOUT = 3600  # the heading of these commands in dbprofile --help
 
 
 def register(sub: Any, ctx: Context) -> None:
@@ -123,8 +124,11 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
         spec = load_spec(args.spec)
     else:
         spec = compile_from_args(args, ctx)
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError(f"--timeout must be > 0, got {args.timeout:g}")
+    if args.timeout is not None and not 0 < args.timeout <= MAX_CHECK_TIMEOUT:
+        raise UsageError(
+            f"--timeout must be a number of seconds from 0 to {MAX_CHECK_TIMEOUT}, "
+            f"got {args.timeout:g}"
+        )
     report = check_spec(spec, ctx.environ, timeout=args.timeout)
     for line in report.lines():
         ctx.out(line)

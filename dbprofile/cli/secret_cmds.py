@@ -20,11 +20,13 @@ from dbprofile.errors import (
     UsageError,
 )
 from dbprofile.keys import env_of
+from dbprofile.text import shown
 
 if TYPE_CHECKING:
     from dbprofile.editing import ProfileDocument
 
 KEY_ENV = env_of("encryption.key")
+MAX_BATCH = 100_000  # rows per transaction
 
 _KEY_HELP = """\
 The key comes from --key-env VAR (default $(env:encryption.key)) or --key-file PATH:
@@ -191,15 +193,20 @@ def _resolve_key(args: argparse.Namespace, ctx: Context, *, label: str = "encryp
 
 
 def _read_stdin(ctx: Context, what: str) -> str:
+    """The value on standard input, bounded like a file (``< /dev/zero`` is refused)."""
+    from dbprofile.files import UserFileError, read_user_stream
+
     stream: IO[Any] = getattr(ctx, "stdin", None) or sys.stdin
-    raw: Any = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
-    if isinstance(raw, bytes):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise SecretError("", f"the {what} on standard input is not UTF-8 text") from None
-    else:
-        text = raw
+    binary = stream.buffer if hasattr(stream, "buffer") else None
+    try:
+        if binary is not None:
+            text = read_user_stream(binary, limit=MAX_STDIN)
+        else:
+            text = stream.read(MAX_STDIN + 1)
+            if len(text) > MAX_STDIN:
+                raise UserFileError("standard input", f"input too large: over {MAX_STDIN} bytes")
+    except UserFileError as exc:
+        raise SecretError("", f"the {what} on standard input: {exc.reason}") from None
     if text.endswith("\r\n"):
         text = text[:-2]
     elif text.endswith("\n"):
@@ -207,6 +214,9 @@ def _read_stdin(ctx: Context, what: str) -> str:
     if text == "":
         raise UsageError(f"no {what} on standard input")
     return text
+
+
+MAX_STDIN = 64 * 1024  # a secret, not a file
 
 
 def _load(path: str) -> ProfileDocument:
@@ -352,8 +362,8 @@ def cmd_encrypt_column(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.runtime.engines import create_engine
     from dbprofile.runtime.resolve import resolve_encryption_key
 
-    if args.batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {args.batch}")
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise UsageError(f"--batch must be from 1 to {MAX_BATCH}, got {shown(str(args.batch))}")
     spec = compile_from_args(args, ctx)
     key = resolve_encryption_key(spec, ctx.environ)
     if key is None or key in ("", "None"):

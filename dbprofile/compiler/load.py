@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 from attrs import field, frozen
 
+from dbprofile.compiler.limits import MAX_DEPTH, check_name, check_path, scan_text, tree_breaches
 from dbprofile.errors import Problem, ProblemsFound
 from dbprofile.files import UserFileError, read_user_file
+from dbprofile.text import one_line, shown
 
 MAX_NODES = 10_000  # refuse YAML alias bombs and absurd trees quickly
 EXTENSIONS = (".toml", ".yaml", ".yml")
@@ -77,22 +79,33 @@ class Layer:
 
 
 def profile_names(profiles_dir: Path) -> list[str]:
-    if not profiles_dir.is_dir():
+    """The profiles in a directory ([] when it cannot be listed: the caller reports it)."""
+    try:
+        return sorted({p.stem for p in profiles_dir.iterdir() if p.suffix in EXTENSIONS})
+    except OSError:
         return []
-    return sorted({p.stem for p in profiles_dir.iterdir() if p.suffix in EXTENSIONS})
 
 
 def find_profile(name: str, profiles_dir: str | Path) -> Path:
     """The one file for profile ``name``; a clear problem when there are none or two."""
     base = Path(profiles_dir)
     where = f"{base}/"
+    too_long = check_path(str(base))
+    if too_long is not None:
+        raise ProblemsFound([Problem("--profiles-dir", message=too_long)])
+    bad_name = check_name(name)
+    if bad_name is not None:
+        raise ProblemsFound([Problem(where, message=bad_name)])
     if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ProblemsFound([Problem(where, message=f"not a profile name: {name!r}")])
-    if not base.is_dir():
-        raise ProblemsFound(
-            [Problem(where, message="profiles directory not found (use --profiles-dir)")]
-        )
-    found = [base / f"{name}{ext}" for ext in EXTENSIONS if (base / f"{name}{ext}").exists()]
+        raise ProblemsFound([Problem(where, message=f"not a profile name: {shown(name)}")])
+    try:
+        if not base.is_dir():
+            raise ProblemsFound(
+                [Problem(where, message="profiles directory not found (use --profiles-dir)")]
+            )
+        found = [base / f"{name}{ext}" for ext in EXTENSIONS if (base / f"{name}{ext}").exists()]
+    except OSError as exc:
+        raise ProblemsFound([Problem(where, message=f"cannot read: {exc.strerror}")]) from None
     if len(found) > 1:
         files = ", ".join(str(p) for p in found)
         raise ProblemsFound(
@@ -121,9 +134,13 @@ def read_text(path: Path) -> str:
 
 
 def load_layer(path: str | Path) -> Layer:
-    """Read and parse one profile file (TOML or YAML by extension)."""
+    """Read and parse one profile file (TOML or YAML by extension), within the limits of
+    :mod:`dbprofile.compiler.limits` (checked on the text before parsing, and on the tree)."""
     p = Path(path)
     text = read_text(p)
+    breach = scan_text(text)
+    if breach is not None:
+        raise ProblemsFound([Problem(str(p), message=breach)])
     if p.suffix == ".toml":
         tree, positions = parse_toml(text, str(p))
     elif p.suffix in (".yaml", ".yml"):
@@ -132,7 +149,14 @@ def load_layer(path: str | Path) -> Layer:
         raise ProblemsFound(
             [Problem(str(p), message="unknown file type; profiles are .toml, .yaml or .yml")]
         )
-    return Layer(label=str(p), tree=tree, positions=positions)
+    layer = Layer(label=str(p), tree=tree, positions=positions)
+    problems = []
+    for key_path, message in tree_breaches(tree):
+        file, line, _ = layer.locate(key_path)
+        problems.append(Problem(file, line, key=".".join(key_path), message=message))
+    if problems:
+        raise ProblemsFound(problems)
+    return layer
 
 
 # ------------------------------------------------------------------ TOML
@@ -163,20 +187,25 @@ def parse_toml(text: str, label: str) -> tuple[dict[str, Any], Positions]:
 
     try:
         tree = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        line = col = 0
-        m = _TOML_POS.search(msg)
-        if m:
-            line, col = int(m.group(1)), int(m.group(2))
-            msg = msg[: m.start()]
-        msg = msg[:1].lower() + msg[1:]
-        if msg.startswith("cannot overwrite a value") or msg.startswith("cannot declare"):
-            msg = "duplicate key or table (set twice)"
-        raise ProblemsFound(
-            [Problem(label, line, col, message=f"cannot parse TOML: {msg}")]
-        ) from None
+    except (RecursionError, ValueError) as exc:
+        if not isinstance(exc, tomllib.TOMLDecodeError):  # past what the pre-scan caught
+            too_big = "too deeply nested or too large"
+            raise ProblemsFound([Problem(label, message=too_big)]) from None
+        raise _toml_problem(label, exc) from None
     return tree, toml_positions(text)
+
+
+def _toml_problem(label: str, exc: Exception) -> ProblemsFound:
+    msg = str(exc)
+    line = col = 0
+    m = _TOML_POS.search(msg)
+    if m:
+        line, col = int(m.group(1)), int(m.group(2))
+        msg = msg[: m.start()]
+    msg = msg[:1].lower() + msg[1:]
+    if msg.startswith("cannot overwrite a value") or msg.startswith("cannot declare"):
+        msg = "duplicate key or table (set twice)"
+    return ProblemsFound([Problem(label, line, col, message=f"cannot parse TOML: {msg}")])
 
 
 def toml_positions(text: str) -> Positions:
@@ -241,11 +270,21 @@ def parse_yaml(text: str, label: str) -> tuple[dict[str, Any], Positions]:
         key = f" '{m.group(1)}'" if m else ""
         raise ProblemsFound([_marked(label, exc.problem_mark, f"duplicate key{key}")]) from None
     except MarkedYAMLError as exc:
-        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        problem = one_line(exc.problem or exc.context or "invalid YAML")
         mark = exc.problem_mark or exc.context_mark
         raise ProblemsFound([_marked(label, mark, f"cannot parse YAML: {problem}")]) from None
     except YAMLError as exc:
-        raise ProblemsFound([Problem(label, message=f"cannot parse YAML: {exc}")]) from None
+        message = f"cannot parse YAML: {one_line(str(exc))}"
+        raise ProblemsFound([Problem(label, message=message)]) from None
+    except (RecursionError, ValueError, TypeError, AttributeError) as exc:
+        # ruamel's constructor on a pathological document (a merge key into its own
+        # anchor, !!omap, ...): its internals fail; the file is refused, not the command.
+        message = (
+            f"nested more than {MAX_DEPTH} levels deep; refused"
+            if isinstance(exc, RecursionError)
+            else f"cannot parse YAML: unsupported construct ({type(exc).__name__})"
+        )
+        raise ProblemsFound([Problem(label, message=message)]) from None
     if len(docs) > 1:
         raise ProblemsFound(
             [Problem(label, message=f"holds {len(docs)} YAML documents; a profile is one")]

@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from dbprofile.compiler.limits import MAX_TEXT
 from dbprofile.compiler.load import KeyPath, Layer
 from dbprofile.errors import Problem
 from dbprofile.keys import ENV_PREFIX, KEYS_BY_ENV, KEYS_BY_PATH, Key
@@ -94,6 +95,19 @@ def coerce(key: Key, raw: str) -> tuple[Any, str | None]:
     return raw, None
 
 
+def _unusable(raw: str) -> str | None:
+    """Why a variable's or flag's value cannot be used at all, or None (never echoes it)."""
+    if len(raw) > MAX_TEXT:
+        return f"must be at most {MAX_TEXT} characters, got {len(raw)}"
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # os.environ carries undecodable bytes as surrogates
+        return "is not valid UTF-8 text"
+    if "\0" in raw:
+        return "cannot contain a NUL byte"
+    return None
+
+
 def _put(tree: dict[str, Any], path: KeyPath, value: Any) -> None:
     node = tree
     for part in path[:-1]:
@@ -138,6 +152,10 @@ def env_layer(environ: Mapping[str, str]) -> tuple[Layer, list[Problem], list[Pr
                 )
             continue
         seen[name] = var
+        unusable = _unusable(raw)
+        if unusable is not None:
+            problems.append(Problem(label, message=unusable))
+            continue
         if raw.strip() in NONE_WORDS:
             value: Any = CLEAR
         elif key.type == "secret":
@@ -171,6 +189,10 @@ def set_layer(assignments: Iterable[str]) -> tuple[Layer, list[Problem]]:
                 Problem("--set", message=f"expected KEY=VALUE, got {shown(head)} and no '='")
             )
             continue
+        unusable = _unusable(raw) or (_unusable(dotted) if dotted else None)
+        if unusable is not None:
+            problems.append(Problem("--set", message=f"{shown(dotted[:64])}: {unusable}"))
+            continue
         parts = tuple(dotted.split("."))
         key = KEYS_BY_PATH.get(dotted)
         if key is None and len(parts) == 3 and parts[:2] == ("database", "options"):
@@ -185,7 +207,7 @@ def set_layer(assignments: Iterable[str]) -> tuple[Layer, list[Problem]]:
         elif key.type in ("secret", "options") and raw.lstrip().startswith("{"):
             try:
                 value = tomllib.loads(f"v = {raw}")["v"]
-            except tomllib.TOMLDecodeError:
+            except (tomllib.TOMLDecodeError, RecursionError, ValueError):
                 problems.append(
                     Problem(label, message='expected an inline table like {env = "VAR"}')
                 )

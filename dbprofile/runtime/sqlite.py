@@ -13,6 +13,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from dbprofile.errors import SpecError
+from dbprofile.keys import env_of
+from dbprofile.text import escape
+
 __all__ = ["cosine_distance", "install_sqlite_hooks", "prepare_sqlite_path"]
 
 MEMORY = ":memory:"
@@ -23,7 +27,14 @@ def prepare_sqlite_path(path: str) -> str:
     if path in ("", MEMORY):
         return MEMORY
     resolved = Path(path).expanduser()
-    resolved.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        resolved.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(
+            "sqlite.path",
+            f"cannot create the directory {escape(str(resolved.parent))}: "
+            f"{exc.strerror or exc} (check {env_of('sqlite.path')} / sqlite.path)",
+        ) from None
     return str(resolved)
 
 
