@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import attrs
@@ -41,15 +41,14 @@ def kind_of(value: Any) -> str:
     return names.get(type(value), "null" if value is None else type(value).__name__)
 
 
-def read_table(
-    data: Any, path: str, allowed: set[str] | frozenset[str] | None
-) -> Mapping[str, Any]:
+def read_table(data: Any, path: str, allowed: Collection[str] | None) -> Mapping[str, Any]:
     """``data`` as a mapping whose keys are all in ``allowed`` (any, for None)."""
     if not isinstance(data, Mapping):
         raise Invalid(path, f"must be a table, got {kind_of(data)}")
     if allowed is not None:
-        unknown = sorted(str(k) for k in set(data) - set(allowed))
+        unknown = [str(k) for k in data if k not in allowed]
         if unknown:
+            unknown.sort()
             raise Invalid(f"{path}.{unknown[0]}" if path else unknown[0], "unknown key")
     return data
 
@@ -89,8 +88,24 @@ def read_value(tp: Any, value: Any, path: str) -> Any:
     raise TypeError(f"read_value cannot read {tp!r}")  # pragma: no cover - a programming error
 
 
+def _plain_reader(tp: Any) -> Reader:
+    """A reader for a plain annotation, decided once (not per value)."""
+    if tp in (str, int, bool):
+        expected = {str: "a string", int: "an integer", bool: "true or false"}[tp]
+
+        def read_exact(value: Any, path: str) -> Any:
+            # bool is an int subclass: an int field never takes True, a bool only a bool
+            if type(value) is tp or (tp is int and type(value) is int):
+                return value
+            raise Invalid(path, f"must be {expected}, got {kind_of(value)}")
+
+        return read_exact
+    return lambda value, path: read_value(tp, value, path)
+
+
 class Converter:
-    """Unstructure and structure attrs classes, with hooks (see module doc)."""
+    """Unstructure and structure attrs classes, with hooks (see module doc). Each class's
+    reader is planned once: per field, a function chosen from its annotation."""
 
     def __init__(
         self,
@@ -99,7 +114,7 @@ class Converter:
     ) -> None:
         self.hooks = dict(hooks)
         self.omit_when_empty = omit_when_empty
-        self._fields: dict[type, dict[str, Any]] = {}
+        self._plans: dict[type, tuple[dict[str, Reader], tuple[str, ...]]] = {}
 
     def unstructure(self, value: Any, name: str = "") -> Any:
         if value is None:
@@ -121,43 +136,52 @@ class Converter:
 
     def structure(self, cls: type[_T], data: Any, path: str = "") -> _T:
         """An instance of attrs class ``cls`` from ``data``, or :class:`Invalid`."""
-        fields = self._fields_of(cls)
-        table = read_table(data, path, set(fields))
-        kwargs = {}
-        for name, value in table.items():
-            where = f"{path}.{name}" if path else name
-            hook = self.hooks.get(name)
-            kwargs[name] = hook[1](value, where) if hook else self._read(fields[name], value, where)
-        absent = [
-            n
-            for n, f in attrs.fields_dict(cls).items()  # type: ignore[arg-type]
-            if f.default is attrs.NOTHING and n not in kwargs
-        ]
-        if absent:
-            raise Invalid(f"{path}.{absent[0]}" if path else absent[0], "is missing")
+        readers, required = self._plan(cls)
+        table = read_table(data, path, readers.keys())
+        kwargs = {
+            name: readers[name](value, f"{path}.{name}" if path else name)
+            for name, value in table.items()
+        }
+        for name in required:
+            if name not in kwargs:
+                raise Invalid(f"{path}.{name}" if path else name, "is missing")
         return cls(**kwargs)
 
-    def _read(self, tp: Any, value: Any, path: str) -> Any:
-        if isinstance(tp, types.UnionType) and value is not None:
+    def _plan(self, cls: type) -> tuple[dict[str, Reader], tuple[str, ...]]:
+        plan = self._plans.get(cls)
+        if plan is None:
+            hints = get_type_hints(cls)
+            fields = attrs.fields(cls)
+            readers = {
+                f.name: self.hooks[f.name][1]
+                if f.name in self.hooks
+                else self._reader(hints[f.name])
+                for f in fields
+            }
+            required = tuple(f.name for f in fields if f.default is attrs.NOTHING)
+            plan = self._plans[cls] = (readers, required)
+        return plan
+
+    def _reader(self, tp: Any) -> Reader:
+        """The function that reads a value of annotation ``tp``."""
+        if isinstance(tp, types.UnionType):
             inner = [o for o in get_args(tp) if o is not type(None)]
-            if (len(inner) == 1 and attrs.has(inner[0])) or inner[0].__name__ in self.hooks:
-                tp = inner[0]
+            if len(inner) == 1 and (attrs.has(inner[0]) or inner[0].__name__ in self.hooks):
+                read_inner = self._reader(inner[0])
+                return lambda value, path: None if value is None else read_inner(value, path)
+            return lambda value, path: read_value(tp, value, path)
         if get_origin(tp) is tuple:
-            if not isinstance(value, list):
-                raise Invalid(path, f"must be a list, got {kind_of(value)}")
-            item = get_args(tp)[0]
-            return tuple(self._read(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+            read_item = self._reader(get_args(tp)[0])
+
+            def read_tuple(value: Any, path: str) -> Any:
+                if not isinstance(value, list):
+                    raise Invalid(path, f"must be a list, got {kind_of(value)}")
+                return tuple(read_item(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+            return read_tuple
         name = getattr(tp, "__name__", "")
         if name in self.hooks:
-            return self.hooks[name][1](value, path)
+            return self.hooks[name][1]
         if attrs.has(tp):
-            return self.structure(tp, value, path)
-        return read_value(tp, value, path)
-
-    def _fields_of(self, cls: type) -> dict[str, Any]:
-        """Field name -> resolved annotation (resolved once per class)."""
-        found = self._fields.get(cls)
-        if found is None:
-            hints = get_type_hints(cls)
-            found = self._fields[cls] = {f.name: hints[f.name] for f in attrs.fields(cls)}
-        return found
+            return lambda value, path: self.structure(tp, value, path)
+        return _plain_reader(tp)
