@@ -57,22 +57,22 @@ class ProfileDocument:
             node = node[part]
         return node
 
-    def strings(self) -> Iterator[tuple[str, str]]:
-        """Every string value in the file with its dotted key path, in file order."""
+    def strings(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        """Every string value in the file with its key path (as parts), in file order."""
 
         seen: set[int] = set()  # a YAML alias is walked once: no alias bombs
 
-        def walk(node: Any, prefix: str) -> Iterator[tuple[str, str]]:
+        def walk(node: Any, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
             if isinstance(node, Mapping):
                 if id(node) in seen:
                     return
                 seen.add(id(node))
                 for key, value in node.items():
-                    yield from walk(value, f"{prefix}.{key}" if prefix else str(key))
+                    yield from walk(value, (*prefix, str(key)))
             elif isinstance(node, str):
                 yield prefix, str(node)
 
-        yield from walk(self.root, "")
+        yield from walk(self.root, ())
 
     def line_of(self, key_path: str) -> int:
         """The 1-based line where ``key_path`` is written (0 when unknown)."""
@@ -241,8 +241,13 @@ def rotate_files(paths: Iterable[str | Path], *, old_key: str, new_key: str) -> 
     rotated = kept = 0
     for doc in docs:
         touched = False
-        for key_path, value in list(doc.strings()):
+        for parts, value in list(doc.strings()):
             if not crypto.is_encrypted(value):
+                continue
+            key_path = ".".join(parts)
+            if any("." in part for part in parts):  # a quoted key: "database.password" = ...
+                message = "a key whose name holds '.' is no profile key; nothing was rotated"
+                problems.extend(doc.problem(key_path, message).problems)
                 continue
             try:
                 if crypto.token_key_id(value, key_path=key_path) == new_id:

@@ -166,10 +166,26 @@ def _reflect(conn: sa.Connection, table: str, schema: str | None) -> sa.Table:
         raise ArgumentError(f"table {table!r} does not exist") from None
 
 
-def _column(tbl: sa.Table, name: str) -> sa.Column[Any]:
+def _column(tbl: sa.Table, name: str, role: str) -> sa.Column[Any]:
+    """Column ``name``, which must hold text: ciphertext is text, and a plaintext read
+    from a binary or numeric column would be encrypted as its Python repr."""
     if name not in tbl.c:
         raise ArgumentError(f"table {tbl.name!r} has no column {name!r}")
-    return tbl.c[name]
+    column = tbl.c[name]
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:  # a type SQLAlchemy cannot map: judge by its name
+        python_type = (
+            str
+            if "CHAR" in str(column.type).upper() or "TEXT" in str(column.type).upper()
+            else object
+        )
+    if python_type is not str:
+        raise ArgumentError(
+            f"the {role} column {name!r} is {column.type}, not text; "
+            "encrypt-column reads and writes text columns only"
+        )
+    return column
 
 
 def encrypt_column(
@@ -205,7 +221,7 @@ def encrypt_column(
         pk = list(tbl.primary_key.columns)
         if not pk:
             raise ArgumentError(f"table {table!r} has no primary key; encrypt-column pages by it")
-        src, tgt = _column(tbl, source), _column(tbl, target)
+        src, tgt = _column(tbl, source, "source"), _column(tbl, target, "target")
         total = conn.execute(sa.select(sa.func.count()).select_from(tbl)).scalar_one()
     result = BackfillResult(total=int(total), dry_run=dry_run)
     pk_key = sa.tuple_(*pk) if len(pk) > 1 else pk[0]

@@ -165,3 +165,28 @@ def test_table_without_primary_key_is_refused(engine: sa.Engine) -> None:
 def test_no_key_is_an_error(engine: sa.Engine) -> None:
     with pytest.raises(SecretError, match="no encryption key"):
         encrypt_column(engine, "providers", "api_key", "api_key_enc", key="")
+
+
+@pytest.mark.parametrize(
+    ("ddl", "message"),
+    [
+        ("id INTEGER PRIMARY KEY, a TEXT, b INTEGER", "the target column 'b' is INTEGER, not text"),
+        ("id INTEGER PRIMARY KEY, a BLOB, b TEXT", "the source column 'a' is BLOB, not text"),
+    ],
+)
+def test_a_column_that_is_not_text_is_refused_before_any_row(
+    tmp_path: Path, ddl: str, message: str
+) -> None:
+    import sqlalchemy as sa
+
+    from dbprofile.runtime.encrypted import encrypt_column
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE t ({ddl})")
+        conn.exec_driver_sql("INSERT INTO t (id, a) VALUES (1, x'ff00')")
+    with pytest.raises(ArgumentError, match=message):
+        encrypt_column(engine, "t", "a", "b", key="k")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT b FROM t").scalar() is None
+    engine.dispose()
