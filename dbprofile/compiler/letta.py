@@ -26,7 +26,7 @@ from collections.abc import Callable
 import attrs
 
 from dbprofile.errors import Problem
-from dbprofile.pgurl import ASYNCPG_ONLY_PARAMETERS, LIBPQ_PARAMETERS
+from dbprofile.pgurl import ASYNCPG_ONLY_PARAMETERS, LIBPQ_PARAMETERS, SECRET_QUERY_KEYS
 from dbprofile.spec import DatabaseSpec, Origin, PoolSpec
 from dbprofile.text import shown
 
@@ -49,6 +49,18 @@ def check_options(
     problems: list[Problem] = []
     warnings: list[Problem] = []
     for name, value in options:
+        if name in SECRET_QUERY_KEYS:  # secrets by shape: an option is no place for one
+            file, line = locate(name)
+            where = "database.password" if name == "password" else "an unencrypted sslkey file"
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    key=f"database.options.{name}",
+                    message=f"is a secret and options are shown and stored in clear; use {where}",
+                )
+            )
+            continue
         if name in LIBPQ_PARAMETERS:
             kept.append((name, value))
             continue
