@@ -23,9 +23,12 @@ def escape(text: str) -> str:
 
 
 def shown(value: object, limit: int = MAX_SHOWN) -> str:
-    """A value as a message shows it after "got": quoted, escaped, at most ``limit``
-    characters (a 5,000-digit number is not echoed whole)."""
-    text = value if isinstance(value, str) else repr(value)
+    """A value as a message shows it after "got": credential shapes masked
+    (:func:`dbprofile.pgurl.scrub`), quoted, escaped, at most ``limit`` characters (a
+    5,000-digit number is not echoed whole)."""
+    from dbprofile.pgurl import scrub
+
+    text = scrub(value if isinstance(value, str) else repr(value))
     if len(text) > limit:
         text = f"{text[:limit]}… ({len(text)} characters)"
     return "'" + escape(text).replace("'", "\\'") + "'"

@@ -206,7 +206,12 @@ def validate_profiles(
             raise ProblemsFound(
                 [Problem(str(base), message="profiles directory not found (use --profiles-dir)")]
             )
-        paths = sorted(p for p in base.iterdir() if p.suffix in EXTENSIONS)
+        try:
+            paths = sorted(p for p in base.iterdir() if p.suffix in EXTENSIONS)
+        except OSError as exc:
+            raise ProblemsFound(
+                [Problem(str(base), message=f"cannot read: {exc.strerror}")]
+            ) from None
     problems: list[Problem] = []
     for path in paths:
         try:
