@@ -7,14 +7,19 @@ Importing ``dbprofile`` is cheap: the runtime (SQLAlchemy, psycopg) loads only w
 import typing as _typing
 
 from dbprofile.errors import (
+    ArgumentError,
+    ConnectionCheckError,
     DatabaseConnectionLostError,
     DatabaseDeadlockError,
     DatabaseLockNotAvailableError,
     DatabaseTimeoutError,
     DbprofileError,
     DecryptionError,
+    DriverMissingError,
     ForeignKeyConstraintViolationError,
+    Problem,
     ProblemsFound,
+    ProfileWarning,
     SecretError,
     SpecError,
     UniqueConstraintViolationError,
@@ -33,16 +38,21 @@ if _typing.TYPE_CHECKING:
     from dbprofile.spec import load_spec
 
 __all__ = [
+    "ArgumentError",
+    "ConnectionCheckError",
     "DatabaseConnectionLostError",
     "DatabaseDeadlockError",
     "DatabaseLockNotAvailableError",
     "DatabaseTimeoutError",
     "DbprofileError",
     "DecryptionError",
+    "DriverMissingError",
     "EncryptedText",
     "EngineSpec",
     "ForeignKeyConstraintViolationError",
+    "Problem",
     "ProblemsFound",
+    "ProfileWarning",
     "SecretError",
     "SpecError",
     "UniqueConstraintViolationError",

@@ -272,3 +272,28 @@ def test_package_inits_hold_no_logic_but_the_public_surface(path: Path) -> None:
     if path == PACKAGE / "__init__.py" or path == PACKAGE / "cli" / "__init__.py":
         return  # the public surface and the CLI entry point
     assert code_lines(path) == 0, rel(path)
+
+
+def test_usage_error_is_raised_by_the_cli_only() -> None:
+    users = {
+        rel(p)
+        for p in modules()
+        if "cli" not in p.relative_to(PACKAGE).parts and p != PACKAGE / "errors.py"
+        for _, name in calls(p)
+        if name == "UsageError"
+    }
+    assert users == set()
+
+
+def test_every_exception_class_is_public() -> None:
+    import dbprofile
+    import dbprofile.errors
+
+    classes = {
+        name
+        for name, value in vars(dbprofile.errors).items()
+        if isinstance(value, type)
+        and issubclass(value, BaseException | Warning)
+        and value.__module__ == "dbprofile.errors"
+    }
+    assert classes - {"UsageError"} <= set(dbprofile.__all__)
