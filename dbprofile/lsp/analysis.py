@@ -20,6 +20,19 @@ from dbprofile.compiler.pipeline import Compiled, compile_full, file_problems, l
 from dbprofile.errors import Problem, ProblemsFound
 
 CACHE_SIZE = 512
+SCHEMA_NAME = "dbprofile.schema.json"
+
+
+def is_profile(path: Path, text: str) -> bool:
+    """Whether an opened TOML/YAML file is a profile: it sits in a directory named
+    ``profiles``, or its first line points its editor at dbprofile's schema (so a
+    ``pyproject.toml`` or a CI workflow never gets profile diagnostics)."""
+    if path.suffix not in EXTENSIONS:
+        return False
+    if path.parent.name == "profiles":
+        return True
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return first.lstrip().startswith("#") and SCHEMA_NAME in first
 
 
 @frozen
@@ -127,8 +140,10 @@ class Profiles:
         return sorted(found)
 
     def compile(self, name: str, directory: Path) -> Compiled:
+        """The profile compiled as ``dbprofile validate`` compiles it: without the
+        environment (the server's environment only supplies the encryption key)."""
         return compile_full(
-            name, profiles_dir=self.label_dir(directory), environ=self.environ, load=self.load
+            name, profiles_dir=self.label_dir(directory), environ={}, load=self.load
         )
 
     def chain(self, path: Path) -> list[Layer]:

@@ -19,7 +19,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from dbprofile.compiler.load import EXTENSIONS
 from dbprofile.lsp import features
-from dbprofile.lsp.analysis import Located, Profiles
+from dbprofile.lsp.analysis import Located, Profiles, is_profile
 
 SOURCE = "dbprofile"
 TRIGGERS = ["=", ":", '"', "[", ".", " ", "{", ","]
@@ -35,10 +35,15 @@ class ProfileServer(LanguageServer):
         self.caused: dict[Path, dict[Path, list[t.Diagnostic]]] = {}
 
     def path_of(self, uri: str) -> Path | None:
+        """The profile open at ``uri``, or None for any other document."""
         fs = to_fs_path(uri)
         if fs is None or Path(fs).suffix not in EXTENSIONS:
             return None
-        return self.profiles.absolute(fs)
+        path = self.profiles.absolute(fs)
+        if path in self.profiles.buffers:
+            return path
+        document = self.workspace.text_documents.get(uri)
+        return path if document and is_profile(path, document.source) else None
 
     def uri_of(self, path: Path) -> str:
         return self.uris.get(path) or from_fs_path(str(path)) or path.as_uri()

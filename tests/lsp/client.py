@@ -37,6 +37,7 @@ class LspClient:
         self.published: dict[str, list[dict[str, Any]]] = {}
         self.received: list[str] = []  # every message the server sent, as text
         self.versions: dict[str, int] = {}
+        self.capabilities: dict[str, Any] = {}
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 

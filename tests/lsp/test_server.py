@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,26 +60,33 @@ size = 40
 """
 
 
-@pytest.fixture(params=[".yaml", ".toml"])
+@pytest.fixture(scope="module", params=[".yaml", ".toml"])
 def suffix(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory, suffix: str) -> Path:
+    return tmp_path_factory.mktemp(f"lsp{suffix}").resolve()
+
+
 @pytest.fixture
-def project(tmp_path: Path, suffix: str) -> Path:
-    profiles = tmp_path / "profiles"
-    profiles.mkdir()
+def project(root: Path, suffix: str, request: pytest.FixtureRequest) -> Path:
+    """A project of its own for each test, under the one server's working directory."""
+    here = root / re.sub(r"\W", "_", request.node.name)
+    profiles = here / "profiles"
+    profiles.mkdir(parents=True)
     (profiles / "base.toml").write_text(BASE, encoding="utf-8")
     prod = profiles / f"prod{suffix}"
     prod.write_text(PROD_YAML if suffix == ".yaml" else PROD_TOML, encoding="utf-8")
     prod.chmod(0o600)
-    return tmp_path
+    return here
 
 
-def start(project: Path, environ: dict[str, str] | None = None) -> Iterator[LspClient]:
-    client = LspClient(project, environ)
+def start(root: Path, environ: dict[str, str] | None = None) -> Iterator[LspClient]:
+    client = LspClient(root, environ)
     try:
-        client.initialize(project)
+        client.capabilities = client.initialize(root)["capabilities"]
         yield client
         assert client.shutdown() == 0
     finally:
@@ -86,15 +94,22 @@ def start(project: Path, environ: dict[str, str] | None = None) -> Iterator[LspC
     assert all(SECRET not in message for message in client.received)
 
 
-@pytest.fixture
-def lsp(project: Path) -> Iterator[LspClient]:
-    yield from start(project)
+@pytest.fixture(scope="module")
+def lsp(root: Path) -> Iterator[LspClient]:
+    """One server per format for the module (starting one costs about a second)."""
+    yield from start(root)
+
+
+def label(path: Path) -> str:
+    """How the server (and validate run from its working directory) names a file."""
+    return str(path.relative_to(path.parents[2]))
 
 
 def validate_lines(project: Path) -> list[str]:
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(project):
-        main(["validate", "--profiles-dir", "profiles"], environ={}, stdout=out, stderr=err)
+    with contextlib.chdir(project.parent):
+        argv = ["validate", "--profiles-dir", f"{project.name}/profiles"]
+        main(argv, environ={}, stdout=out, stderr=err)
     return err.getvalue().splitlines()
 
 
@@ -117,16 +132,12 @@ def messages(diagnostics: list[dict[str, object]]) -> list[str]:
 # ---------------------------------------------------------------- lifecycle and diagnostics
 
 
-def test_initialize_advertises_every_feature(project: Path) -> None:
-    client = LspClient(project)
-    try:
-        caps = client.initialize(project)["capabilities"]
-        assert caps["hoverProvider"] and caps["definitionProvider"]
-        assert "=" in caps["completionProvider"]["triggerCharacters"]
-        assert caps["codeActionProvider"]["codeActionKinds"] == ["quickfix"]
-        assert client.shutdown() == 0
-    finally:
-        client.kill()
+def test_initialize_advertises_every_feature(lsp: LspClient) -> None:
+    caps = lsp.capabilities
+    assert caps["hoverProvider"]
+    assert caps["definitionProvider"]
+    assert "=" in caps["completionProvider"]["triggerCharacters"]
+    assert caps["codeActionProvider"]["codeActionKinds"] == ["quickfix"]
 
 
 def test_valid_profile_opens_with_only_the_literal_secret_warning(
@@ -152,12 +163,8 @@ def test_change_reports_problems_of_the_unsaved_buffer_as_validate_words_them(
     errors = [d for d in found if d["severity"] == 1]
     # the same problems, in the same words, as `dbprofile validate` on the saved file
     write(prod, broken)
-    expected = [
-        line for line in validate_lines(project) if line.startswith(f"profiles/{prod.name}")
-    ]
-    shown = [
-        f"profiles/{prod.name}:{d['range']['start']['line'] + 1}: {d['message']}" for d in errors
-    ]
+    expected = [line for line in validate_lines(project) if line.startswith(label(prod))]
+    shown = [f"{label(prod)}:{d['range']['start']['line'] + 1}: {d['message']}" for d in errors]
     assert sorted(shown) == sorted(expected)
     assert {d["range"]["start"]["line"] for d in errors} == {
         line_of(broken, "0.5"),
@@ -192,9 +199,7 @@ def test_editing_a_parent_surfaces_a_childs_error_in_the_childs_file(
 
     found = missing(lsp.diagnostics(child_uri, until=lambda ds: bool(missing(ds))))
     assert found[0]["range"]["start"]["line"] == line_of(prod.read_text(), "host")
-    assert str(found[0]["message"]).startswith(
-        f"database: PostgreSQL selected (by profiles/{prod.name}:"
-    )
+    assert str(found[0]["message"]).startswith(f"database: PostgreSQL selected (by {label(prod)}:")
     lsp.change(uri, BASE)  # the parent is fixed: the child's error goes
     assert not missing(lsp.diagnostics(child_uri, until=lambda ds: not missing(ds)))
 
@@ -225,7 +230,8 @@ def test_hover_shows_the_key_its_default_variable_and_effective_value(
     assert "Default: `25`" in value
     assert f"Variable: `{env_of('pool.size')}`" in value
     assert (
-        f"pool.size = 40  # profiles/{prod.name}:{line + 1} (replaced profiles/base.toml:7" in value
+        f"pool.size = 40  # {label(prod)}:{line + 1} (replaced {label(prod.parent / 'base.toml')}:7"
+        in value
     )
 
 
@@ -343,7 +349,7 @@ def test_code_action_moves_a_literal_secret_to_its_variable(lsp: LspClient, proj
 
 def test_code_action_encrypts_a_literal_when_the_server_has_a_key(project: Path) -> None:
     prod = prod_of(project)
-    for lsp in start(project, {env_of("encryption.key"): KEY}):
+    for lsp in start(project.parent, {env_of("encryption.key"): KEY}):
         uri = lsp.open(prod)
         text = prod.read_text()
         found = actions(lsp, uri, line_of(text, "password"))
