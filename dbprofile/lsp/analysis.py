@@ -10,6 +10,7 @@ an edit re-parses only the buffer that changed.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from dbprofile.compiler.pipeline import Compiled, compile_full, file_problems, l
 from dbprofile.errors import Problem, ProblemsFound
 
 CACHE_SIZE = 512
+_COMMENT_LINE = re.compile(r"(?m)^[ \t]*#.*$")
+_BLOCK_SCALAR = re.compile(r"(?m)[|>][-+0-9]*[ \t]*(?:#.*)?$")
 SCHEMA_NAME = "dbprofile.schema.json"
 
 
@@ -44,6 +47,16 @@ class Located:
     col: int
     message: str
     severity: str
+
+
+def _quick(text: str, suffix: str) -> str:
+    """YAML with its comment-only lines emptied (line numbers kept): ruamel.yaml's
+    round-trip scanner spends most of a documented profile's parse on comments, which
+    never reach the tree. Left alone when a block scalar (``|``, ``>``) could hold a
+    line that only looks like a comment."""
+    if suffix == ".toml" or _BLOCK_SCALAR.search(text):
+        return text
+    return _COMMENT_LINE.sub("", text)
 
 
 class Profiles:
@@ -88,7 +101,7 @@ class Profiles:
         cached = self._layers.get(key)
         if cached is None:
             try:
-                cached = load_text(text, str(path), path.suffix)
+                cached = load_text(_quick(text, path.suffix), str(path), path.suffix)
             except ProblemsFound as exc:
                 cached = exc
             if len(self._layers) >= CACHE_SIZE:

@@ -9,6 +9,7 @@ apart from those other documents caused, so closing or fixing one clears only it
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -163,4 +164,6 @@ def build_server(environ: Mapping[str, str], cwd: Path, version: str = "0") -> P
 
 def serve(environ: Mapping[str, str], cwd: Path, version: str = "0") -> None:
     """Speak LSP over stdin/stdout until the client exits."""
-    build_server(environ, cwd, version).start_io()
+    server = build_server(environ, cwd, version)
+    gc.freeze()  # the modules and lsprotocol's converters stay: keep them out of each GC pass
+    server.start_io()
