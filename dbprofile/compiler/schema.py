@@ -48,6 +48,11 @@ OPTION_PROPERTIES: dict[str, dict[str, Any]] = {
     },
 }
 
+EXTENDS_DESCRIPTION = (
+    "Parent profile(s), applied first (depth-first, each once): a profile name or a "
+    "list of names from the same directory."
+)
+
 SECRET_FORMS: dict[str, dict[str, Any]] = {
     "env": {
         "type": "string",
@@ -148,10 +153,6 @@ def build_schema() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {k.name: _key_schema(k) for k in KEYS if k.section == section},
         }
-    extends = (
-        "Parent profile(s), applied first (depth-first, each once): a profile name or a "
-        "list of names from the same directory."
-    )
     return {
         "$schema": DRAFT,
         "title": "dbprofile profile",
@@ -162,8 +163,8 @@ def build_schema() -> dict[str, Any]:
         "properties": {
             "extends": {
                 "title": "extends",
-                "description": extends,
-                "markdownDescription": extends,
+                "description": EXTENDS_DESCRIPTION,
+                "markdownDescription": EXTENDS_DESCRIPTION,
                 "type": ["string", "array"],
                 "minLength": 1,
                 "items": {"type": "string", "minLength": 1},

@@ -67,7 +67,7 @@ class Profiles:
         self.cwd = cwd
         self.buffers: dict[Path, str] = {}
         self.texts: dict[Path, str] = {}
-        self._layers: dict[tuple[str, str], Layer | ProblemsFound] = {}
+        self._layers: dict[tuple[str, str], Layer | tuple[Problem, ...]] = {}
         self.last_good: dict[Path, Layer] = {}
 
     # -------------------------------------------------------------- files and buffers
@@ -103,12 +103,12 @@ class Profiles:
             try:
                 cached = load_text(_quick(text, path.suffix), str(path), path.suffix)
             except ProblemsFound as exc:
-                cached = exc
+                cached = exc.problems
             if len(self._layers) >= CACHE_SIZE:
                 self._layers.clear()
             self._layers[key] = cached
-        if isinstance(cached, ProblemsFound):
-            raise cached
+        if not isinstance(cached, Layer):
+            raise ProblemsFound(cached)  # a new exception each time: no traceback piles up
         self.last_good[absolute] = cached
         return cached
 

@@ -16,13 +16,17 @@ from typing import Any
 from lsprotocol import types as t
 
 from dbprofile.compiler.load import Layer
-from dbprofile.compiler.schema import OPTION_PROPERTIES, SECRET_FORMS, describe_key
+from dbprofile.compiler.schema import (
+    EXTENDS_DESCRIPTION,
+    OPTION_PROPERTIES,
+    SECRET_FORMS,
+    describe_key,
+)
 from dbprofile.errors import DbprofileError, ProblemsFound
 from dbprofile.keys import KEYS, KEYS_BY_PATH, SECRET_PATHS, SECTION_DESCRIPTIONS, Key, env_of
 from dbprofile.lsp.analysis import Profiles
 from dbprofile.lsp.cursor import KeyPath, Spot, spot_at
 
-EXTENDS_DOC = "Parent profile(s), applied first (depth-first, each once)."
 SECRET_SNIPPETS = {
     ".toml": ('{{ env = "{env}" }}', '{{ file = "/run/secrets/{name}" }}'),
     ".yaml": ("{{env: {env}}}", "{{file: /run/secrets/{name}}}"),
@@ -77,7 +81,7 @@ def _hover_path(spot: Spot) -> KeyPath:
 
 def _describe(keys: KeyPath) -> str | None:
     if keys == ("extends",):
-        return f"**extends** · profile name or list of names\n\n{EXTENDS_DOC}"
+        return f"**extends** · profile name or list of names\n\n{EXTENDS_DESCRIPTION}"
     if len(keys) == 1 and keys[0] in SECTION_DESCRIPTIONS:
         return f"**[{keys[0]}]**\n\n{SECTION_DESCRIPTIONS[keys[0]]}"
     key = _key_of(keys)
@@ -152,7 +156,7 @@ def _members(table: KeyPath, fmt: str) -> list[t.CompletionItem]:
     sep = " = " if fmt == ".toml" else ": "
     field = t.CompletionItemKind.Field
     if table == ():
-        items = [_item("extends", field, "extends" + sep, EXTENDS_DOC)]
+        items = [_item("extends", field, "extends" + sep, EXTENDS_DESCRIPTION)]
         items += [
             _item(s, t.CompletionItemKind.Module, s, SECTION_DESCRIPTIONS[s])
             for s in SECTION_DESCRIPTIONS

@@ -361,3 +361,12 @@ def test_code_action_encrypts_a_literal_when_the_server_has_a_key(project: Path)
             else new.splitlines()[line_of(text, "password")].split(": ", 1)[1]
         )
         assert crypto.open_value(token, key=KEY, key_path="database.password") == SECRET
+
+
+def test_files_that_are_not_profiles_get_nothing(lsp: LspClient, project: Path) -> None:
+    other = project / "pyproject.toml"
+    write(other, '[project]\nname = "x"\n')
+    other_uri = lsp.open(other)
+    assert lsp.at("textDocument/hover", other_uri, 0, 2) is None
+    lsp.diagnostics(lsp.open(prod_of(project)))  # served in order: the other came first
+    assert other_uri not in lsp.published
