@@ -370,3 +370,38 @@ def test_files_that_are_not_profiles_get_nothing(lsp: LspClient, project: Path) 
     assert lsp.at("textDocument/hover", other_uri, 0, 2) is None
     lsp.diagnostics(lsp.open(prod_of(project)))  # served in order: the other came first
     assert other_uri not in lsp.published
+
+
+def test_a_cycle_made_in_the_parent_shows_in_both_files(lsp: LspClient, project: Path) -> None:
+    base = project / "profiles" / "base.toml"
+    prod = prod_of(project)
+    uri = lsp.open(base)
+    lsp.diagnostics(uri)
+    lsp.change(uri, 'extends = "prod"\n' + BASE)  # unsaved
+    cycle = lambda ds: [d for d in ds if "cycle: " in str(d["message"])]  # noqa: E731
+    in_base = cycle(lsp.diagnostics(uri, until=lambda ds: bool(cycle(ds))))
+    in_prod = cycle(lsp.diagnostics(prod.as_uri(), until=lambda ds: bool(cycle(ds))))
+    assert [d["message"] for d in in_base] == ["extends: cycle: prod -> base -> prod"]
+    assert [d["message"] for d in in_prod] == ["extends: cycle: base -> prod -> base"]
+    assert in_base[0]["range"]["start"]["line"] == 0
+    assert in_prod[0]["range"]["start"]["line"] == 0
+
+
+def test_uri_problems_only_the_compiler_sees(lsp: LspClient, project: Path) -> None:
+    prod = prod_of(project)
+    uri = lsp.open(prod)
+    lsp.diagnostics(uri)
+    text = prod.read_text()
+    bad = (
+        text.replace('host = "db"', 'uri = "mysql://u@h:99999/db"')
+        if prod.suffix == ".toml"
+        else text.replace("host: db", "uri: mysql://u@h:99999/db")
+    )
+    lsp.change(uri, bad)
+    found = lsp.diagnostics(uri, until=lambda ds: any(d["severity"] == 1 for d in ds))
+    errors = [str(d["message"]) for d in found if d["severity"] == 1]
+    assert errors
+    assert all(m.startswith("database.uri: ") for m in errors), errors
+    assert {d["range"]["start"]["line"] for d in found if d["severity"] == 1} == {
+        line_of(bad, "mysql")
+    }
