@@ -41,10 +41,12 @@ OPTION_PROPERTIES: dict[str, dict[str, Any]] = {
         "primary of a failover pair).",
     },
     "connect_timeout": {
-        "type": "string",
+        "type": ["string", "integer"],
         "pattern": WHOLE_NUMBER_PATTERN,
-        "description": "Seconds to wait for a connection: a whole number written as a "
-        'string ("10"); 0 or absent waits forever.',
+        "minimum": 0,
+        "maximum": 999_999,
+        "description": 'Seconds to wait for a connection: a whole number (10 or "10"); 0 '
+        "or absent waits forever.",
     },
 }
 

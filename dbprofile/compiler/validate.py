@@ -81,7 +81,7 @@ _TYPE_WORDS = {
 
 _PATTERN_WORDS = {
     "^[A-Za-z_][A-Za-z0-9_]*$": "a variable name (letters, digits and _)",
-    "^[0-9]{1,6}$": 'a whole number written as a string (e.g. "10")',
+    "^[0-9]{1,6}$": 'a whole number of seconds (10 or "10")',
 }
 # A secret's accepted forms, named for a value of the wrong type (the schema's
 # ``type: [string, object]`` alone would say "a string or a table").
