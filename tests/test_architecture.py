@@ -15,7 +15,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "dbprofile"
-HEAVY = ("sqlalchemy", "psycopg", "cryptography", "prometheus_client", "alembic", "jsonschema")
+HEAVY = (
+    "sqlalchemy",
+    "psycopg",
+    "cryptography",
+    "prometheus_client",
+    "alembic",
+    "jsonschema",
+    "pygls",
+    "lsprotocol",
+)
 # The pure modules every side reads; they import no side and nothing heavy.
 PURE = ("keys", "pgurl", "spec", "structure", "errors", "files", "text")
 PROBE = """
@@ -136,6 +145,14 @@ def test_top_level_modules_keep_their_side() -> None:
     )
     outside_cli = [p for p in modules() if "cli" not in p.relative_to(PACKAGE).parts]
     assert hits(outside_cli, ("dbprofile.cli",)) == {}
+
+
+def test_only_the_language_server_imports_pygls_and_it_never_imports_the_runtime() -> None:
+    outside = [p for p in modules() if "lsp" not in p.relative_to(PACKAGE).parts]
+    assert hits(outside, ("pygls", "lsprotocol")) == {}
+    assert hits(under("lsp"), ("dbprofile.runtime", "sqlalchemy", "psycopg")) == {}
+    pygls_users = hits(under("lsp"), ("pygls",))
+    assert set(pygls_users) == {"dbprofile/lsp/server.py"}
 
 
 def test_import_scan_sees_relative_imports() -> None:

@@ -7,7 +7,7 @@ the only place that reads ``os.environ``.
 Commands live in small modules by area, each exposing ``register(subparsers)``:
 ``compiler_cmds`` (compile, validate, explain, diff, schema, env-vars),
 ``runtime_cmds`` (check, migrate), ``secret_cmds`` (keygen, encrypt, decrypt, rotate-key,
-encrypt-column). Heavy imports happen inside handlers, so
+encrypt-column), ``lsp_cmds`` (lsp). Heavy imports happen inside handlers, so
 ``dbprofile compile`` never imports SQLAlchemy, a driver or cryptography.
 
 Exit codes: 0 success, 1 the configuration or the database is wrong, 2 usage error.
@@ -37,7 +37,7 @@ Exit status: 0 ok, 1 configuration or database wrong, 2 usage error."""
 
 
 def build_parser(ctx: Context) -> argparse.ArgumentParser:
-    from dbprofile.cli import compiler_cmds, runtime_cmds, secret_cmds
+    from dbprofile.cli import compiler_cmds, lsp_cmds, runtime_cmds, secret_cmds
 
     parser = DbprofileArgumentParser(
         prog="dbprofile",
@@ -58,7 +58,7 @@ def build_parser(ctx: Context) -> argparse.ArgumentParser:
         prog="dbprofile",
     )
     groups = []
-    for module in (compiler_cmds, runtime_cmds, secret_cmds):
+    for module in (compiler_cmds, runtime_cmds, secret_cmds, lsp_cmds):
         before = set(sub.choices)
         module.register(sub, ctx)
         added = [name for name in sub.choices if name not in before]

@@ -218,6 +218,8 @@ def _options(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for key, value in raw.items():
         for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float) and item.is_integer():
+                item = int(item)  # noqa: PLW2901 - connect_timeout = 10.0 is 10 to libpq
             out.append((str(key), str(item)))
     return tuple(out)
 

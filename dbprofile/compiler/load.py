@@ -137,19 +137,24 @@ def load_layer(path: str | Path) -> Layer:
     """Read and parse one profile file (TOML or YAML by extension), within the limits of
     :mod:`dbprofile.compiler.limits` (checked on the text before parsing, and on the tree)."""
     p = Path(path)
-    text = read_text(p)
+    return load_text(read_text(p), str(p), p.suffix)
+
+
+def load_text(text: str, label: str, suffix: str) -> Layer:
+    """Parse a profile's text (an editor's unsaved buffer) as :func:`load_layer` parses a
+    file: ``label`` names it in problems and ``sources``, ``suffix`` picks the format."""
     breach = scan_text(text)
     if breach is not None:
-        raise ProblemsFound([Problem(str(p), message=breach)])
-    if p.suffix == ".toml":
-        tree, positions = parse_toml(text, str(p))
-    elif p.suffix in (".yaml", ".yml"):
-        tree, positions = parse_yaml(text, str(p))
+        raise ProblemsFound([Problem(label, message=breach)])
+    if suffix == ".toml":
+        tree, positions = parse_toml(text, label)
+    elif suffix in (".yaml", ".yml"):
+        tree, positions = parse_yaml(text, label)
     else:
         raise ProblemsFound(
-            [Problem(str(p), message="unknown file type; profiles are .toml, .yaml or .yml")]
+            [Problem(label, message="unknown file type; profiles are .toml, .yaml or .yml")]
         )
-    layer = Layer(label=str(p), tree=tree, positions=positions)
+    layer = Layer(label=label, tree=tree, positions=positions)
     problems = []
     for key_path, message in tree_breaches(tree):
         file, line, _ = layer.locate(key_path)

@@ -10,7 +10,7 @@ Every stage's problems are gathered and raised together as one ``ProblemsFound``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from warnings import warn
 
@@ -37,8 +37,12 @@ def defaults_layer() -> Layer:
     return Layer(label="defaults", tree=defaults_tree(), positions={}, kind="defaults")
 
 
-def load_chain(name: str, profiles_dir: str | Path) -> list[Layer]:
-    """The profile and its ``extends`` ancestors, parents first, depth-first, each once."""
+Loader = Callable[[Path], Layer]
+
+
+def load_chain(name: str, profiles_dir: str | Path, load: Loader = load_layer) -> list[Layer]:
+    """The profile and its ``extends`` ancestors, parents first, depth-first, each once.
+    ``load`` reads one file (the language server passes one that prefers open buffers)."""
     out: list[Layer] = []
     problems: list[Problem] = []
     done: set[str] = set()
@@ -64,7 +68,7 @@ def load_chain(name: str, profiles_dir: str | Path) -> list[Layer]:
                 )
             return
         try:
-            layer = load_layer(path)
+            layer = load(path)
         except ProblemsFound as exc:
             problems.extend(exc.problems)
             return
@@ -159,9 +163,10 @@ def compile_full(
     profiles_dir: str | Path = "profiles",
     environ: Mapping[str, str] | None = None,
     sets: Iterable[str] = (),
+    load: Loader = load_layer,
 ) -> Compiled:
     """Compile a profile (or, with no name, defaults + environment) to a :class:`Compiled`."""
-    layers = load_chain(name, profiles_dir) if name else []
+    layers = load_chain(name, profiles_dir, load) if name else []
     return compile_layers(name, layers, environ or {}, sets)
 
 

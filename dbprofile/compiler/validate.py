@@ -30,6 +30,8 @@ SUPPORTED_KEYWORDS = frozenset(
         "$schema",
         "title",
         "description",
+        "markdownDescription",
+        "defaultSnippets",
         "default",
         "x-env",
         "x-secret",
@@ -45,7 +47,9 @@ SUPPORTED_KEYWORDS = frozenset(
         "minimum",
         "maximum",
         "exclusiveMinimum",
-        "oneOf",
+        "enum",
+        "minProperties",
+        "maxProperties",
     }
 )
 
@@ -59,7 +63,9 @@ TEMPLATES: dict[str, str] = {
     "pattern": "must be {what}",
     "required": "missing key '{name}'",
     "additionalProperties": "unknown key '{name}'{hint}",
-    "oneOf": "must be {expected}",
+    "enum": "must be one of {choices}",
+    "minProperties": "must hold exactly one of {names}",
+    "maxProperties": "must hold exactly one of {names}",
     "finite": "must be a finite number",  # not a schema keyword: JSON cannot hold inf or nan
 }
 
@@ -73,7 +79,13 @@ _TYPE_WORDS = {
     "null": "null",
 }
 
-_PATTERN_WORDS = {"^[A-Za-z_][A-Za-z0-9_]*$": "a variable name (letters, digits and _)"}
+_PATTERN_WORDS = {
+    "^[A-Za-z_][A-Za-z0-9_]*$": "a variable name (letters, digits and _)",
+    "^[0-9]{1,6}$": 'a whole number of seconds (10 or "10")',
+}
+# A secret's accepted forms, named for a value of the wrong type (the schema's
+# ``type: [string, object]`` alone would say "a string or a table").
+_REFERENCE_FORMS = 'a string, {env = "..."} or {file = "..."}'
 
 
 @frozen
@@ -88,7 +100,7 @@ class SchemaError:
 
     def message(self) -> str:
         text = TEMPLATES[self.keyword].format(**dict(self.details))
-        if self.keyword in ("additionalProperties", "required"):
+        if self.keyword in ("additionalProperties", "required", "minProperties", "maxProperties"):
             return text
         return f"{text}, got {describe_value(self.value, secret=self.secret)}"
 
@@ -140,7 +152,10 @@ def _is_type(value: Any, name: str) -> bool:
 
 
 def _expected(types: list[str]) -> str:
-    words = [_TYPE_WORDS[t] for t in types]
+    return _either([_TYPE_WORDS[t] for t in types])
+
+
+def _either(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
@@ -160,17 +175,23 @@ def _check(
     value: Any, schema: dict[str, Any], path: KeyPath, *, secret: bool
 ) -> Iterator[SchemaError]:
     secret = secret or bool(schema.get("x-secret"))
-    if "oneOf" in schema:
-        if isinstance(value, Secret):
-            return
-        yield from _check_one_of(value, schema, path, secret=secret)
-        return
+    if schema.get("x-secret") and isinstance(value, Secret):
+        return  # a reference the environment layer made: valid by construction
     types = schema.get("type")
     if types is not None:
         tlist = [types] if isinstance(types, str) else list(types)
         if not any(_is_type(value, t) for t in tlist):
-            yield SchemaError(path, "type", (("expected", _expected(tlist)),), value, secret)
+            expected = (
+                _REFERENCE_FORMS
+                if schema.get("x-secret")
+                else _PATTERN_WORDS.get(schema.get("pattern", "")) or _expected(tlist)
+            )
+            yield SchemaError(path, "type", (("expected", expected),), value, secret)
             return
+    if "enum" in schema and value not in schema["enum"]:
+        choices = _either([str(c) for c in schema["enum"]])
+        yield SchemaError(path, "enum", (("choices", choices),), value, secret)
+        return
     if isinstance(value, dict):
         yield from _check_object(value, schema, path, secret=secret)
     elif isinstance(value, list):
@@ -209,6 +230,14 @@ def _check_object(
     value: dict[str, Any], schema: dict[str, Any], path: KeyPath, *, secret: bool
 ) -> Iterator[SchemaError]:
     props: dict[str, Any] = schema.get("properties", {})
+    count = len(value)
+    for keyword, broken in (
+        ("minProperties", count < schema.get("minProperties", 0)),
+        ("maxProperties", count > schema.get("maxProperties", count)),
+    ):
+        if broken:
+            names = _either([f"'{name}'" for name in props])
+            yield SchemaError(path, keyword, (("names", names),), value, secret)
     for name in schema.get("required", ()):
         if name not in value:
             yield SchemaError(path, "required", (("name", name),), value, secret)
@@ -218,42 +247,11 @@ def _check_object(
             yield from _check(sub, props[key], (*path, key), secret=secret)
         elif extra is False:
             close = difflib.get_close_matches(key, list(props), n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            if not props:
-                hint = ""
+            hint = f"; did you mean '{close[0]}'?" if close and props else ""
+            if not hint and schema.get("x-secret"):
+                hint = "; a secret is " + _REFERENCE_FORMS
             yield SchemaError(
                 (*path, key), "additionalProperties", (("name", key), ("hint", hint)), sub, secret
             )
         elif isinstance(extra, dict):
             yield from _check(sub, extra, (*path, key), secret=secret)
-
-
-def _check_one_of(
-    value: Any, schema: dict[str, Any], path: KeyPath, *, secret: bool
-) -> Iterator[SchemaError]:
-    branches: list[dict[str, Any]] = schema["oneOf"]
-    results = [list(_check(value, b, path, secret=secret)) for b in branches]
-    passing = [r for r in results if not r]
-    if len(passing) == 1:
-        return
-    for branch, errors in zip(branches, results, strict=True):
-        btype = branch.get("type")
-        if isinstance(btype, str) and btype != "object" and _is_type(value, btype):
-            yield from errors  # the branch of the value's own type explains best
-            return
-    if isinstance(value, dict):
-        # the branch whose required key is present explains best (jsonschema's best_match idea)
-        for branch, errors in zip(branches, results, strict=True):
-            if any(k in value for k in branch.get("required", ())):
-                yield from errors
-                return
-    expected = []
-    for branch in branches:
-        if branch.get("type") == "object":
-            req = branch.get("required", ["..."])[0]
-            expected.append(f'{{{req} = "..."}}')
-        else:
-            t = branch.get("type", "string")
-            expected.append(_expected([t] if isinstance(t, str) else list(t)))
-    text = ", ".join(expected[:-1]) + " or " + expected[-1] if len(expected) > 1 else expected[0]
-    yield SchemaError(path, "oneOf", (("expected", text),), value, secret)

@@ -39,6 +39,7 @@ SHIPPED = sorted((REPO / "profiles").iterdir())
 SCHEMA_DETECTABLE = (
     "extends_wrong_type",
     "many_problems_across_files_sorted",
+    "options_enum_and_whole_number",
     "out_of_range_pool_values",
     "out_of_range_port",
     "secret_env_reference_bad_name",
@@ -55,6 +56,7 @@ SCHEMA_DETECTABLE = (
     "wrong_type_section_not_a_table",
     "wrong_type_string_for_boolean",
     "wrong_type_string_for_integer",
+    "yaml_secret_both_forms_and_bad_session_attrs",
 )
 
 
@@ -186,8 +188,16 @@ def _value_for(key_type: str) -> st.SearchStrategy[Any]:
         st.dictionaries(st.sampled_from(["env", "file", "vault"]), _scalar(), max_size=2),
     )
     options = st.dictionaries(
-        st.text(min_size=1, max_size=6),
-        st.one_of(st.text(max_size=6), st.lists(st.text(max_size=4), max_size=3), st.integers()),
+        st.one_of(
+            st.text(min_size=1, max_size=6),
+            st.sampled_from(["sslmode", "target_session_attrs", "connect_timeout"]),
+        ),
+        st.one_of(
+            st.text(max_size=6),
+            st.lists(st.text(max_size=4), max_size=3),
+            st.integers(),
+            st.sampled_from(["require", "requir", "read-write", "10", "1234567", "ten", ""]),
+        ),
         max_size=3,
     )
     if key_type == "secret":
@@ -240,15 +250,14 @@ def _keywords(node: Any, found: set[str]) -> set[str]:
     for key in ("additionalProperties", "items"):
         if isinstance(node.get(key), dict):
             _keywords(node[key], found)
-    for sub in node.get("oneOf", []):
-        _keywords(sub, found)
     return found
 
 
 def test_schema_uses_only_keywords_our_validator_implements() -> None:
     used = _keywords(build_schema(), set())
     assert used <= SUPPORTED_KEYWORDS, used - SUPPORTED_KEYWORDS
-    assert {"oneOf", "additionalProperties", "minimum", "x-env"} <= used
+    assert {"enum", "minProperties", "maxProperties", "additionalProperties", "x-env"} <= used
+    assert "oneOf" not in used  # editors word a failed oneOf as "not valid under any of ..."
 
 
 def test_schema_is_valid_draft_07() -> None:
@@ -284,3 +293,59 @@ def test_schema_check_fails_on_a_stale_copy(tmp_path: Path) -> None:
     code = main(["schema", "--check", "--file", str(stale)], environ={}, stdout=out, stderr=err)
     assert code == 1
     assert err.getvalue() == (f"{stale}: stale: regenerate it with `dbprofile schema > {stale}`\n")
+
+
+def test_every_key_is_documented_for_editors_with_its_default_and_variable() -> None:
+    schema = build_schema()
+    for key in KEYS:
+        node = schema["properties"][key.section]["properties"][key.name]
+        assert node["title"] == key.path
+        assert node["description"].startswith(key.description)
+        for text, code in ((node["description"], "{}"), (node["markdownDescription"], "`{}`")):
+            if key.default is not None:
+                assert "Default: " + code.format(json.dumps(key.default)) in text, key.path
+            if key.env:
+                assert "Variable: " + code.format(key.env) in text, key.path
+
+
+def test_secret_fields_take_exactly_one_reference_form_with_snippets() -> None:
+    schema = build_schema()
+    for key in KEYS:
+        if key.type != "secret":
+            continue
+        node = schema["properties"][key.section]["properties"][key.name]
+        assert node["type"] == ["string", "object"]
+        assert set(node["properties"]) == {"env", "file"}
+        assert all(p["description"] for p in node["properties"].values())
+        assert node["additionalProperties"] is False
+        assert node["minProperties"] == node["maxProperties"] == 1
+        labels = [s["label"] for s in node["defaultSnippets"]]
+        assert labels == ["{env: …}", "{file: …}"]
+    validator = Draft7Validator(schema)
+    for ok in ("literal", {"env": "PGPASS"}, {"file": "/run/secrets/pg"}):
+        assert validator.is_valid({"database": {"password": ok}})
+        assert not validate_tree({"database": {"password": ok}})
+    for bad in ({}, {"env": "A", "file": "/f"}, {"vault": "x"}, 5):
+        assert not validator.is_valid({"database": {"password": bad}})
+        assert validate_tree({"database": {"password": bad}})
+
+
+def test_options_spell_out_sslmode_session_attrs_and_connect_timeout() -> None:
+    schema = build_schema()
+    options = schema["properties"]["database"]["properties"]["options"]
+    assert "require" in options["properties"]["sslmode"]["enum"]
+    assert "read-write" in options["properties"]["target_session_attrs"]["enum"]
+    assert options["additionalProperties"]  # other libpq parameters stay allowed
+    messages = [
+        e.message()
+        for e in validate_tree({"database": {"options": {"sslmode": "requir", "x": "y"}}})
+    ]
+    assert messages == [
+        "must be one of disable, allow, prefer, require, verify-ca or verify-full, got 'requir'"
+    ]
+
+
+def test_every_number_has_an_upper_bound() -> None:
+    for key in KEYS:
+        if key.type in ("integer", "number"):
+            assert key.maximum is not None, key.path
