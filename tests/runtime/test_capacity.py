@@ -68,7 +68,8 @@ def test_a_worst_case_over_max_connections_exits_1_naming_the_settings(
     assert err.count("\n") == 1
     assert err.startswith("capacity: the worst case (20 connections) exceeds the 17")
     assert "pool.size + pool.max_overflow to at most 8 per engine" in err
-    assert "LETTA_PG_POOL_SIZE" in err and "PgBouncer" in err
+    assert "LETTA_PG_POOL_SIZE" in err
+    assert "PgBouncer" in err
     # one engine (Letta 0.16) fits
     code, out, err = run(
         ["check", "--spec", path, "--engines", "1"], {PASSWORD_VAR: pg_small.password}
