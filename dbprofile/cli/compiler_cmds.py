@@ -102,6 +102,12 @@ examples:
         default=[],
         help="with --strict: a profile the production rules check (repeatable)",
     )
+    p.add_argument(
+        "--require-schema-line",
+        action="store_true",
+        help="each file must start with its schema line (#:schema PATH in TOML, "
+        "# yaml-language-server: $schema=PATH in YAML) reaching a file",
+    )
     add_error_format_option(p)
     p.add_argument(
         "--env",
@@ -213,6 +219,16 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
         )
     except ProblemsFound as exc:
         problems.extend(exc.problems)
+    if args.require_schema_line:
+        from dbprofile.compiler.load import EXTENSIONS
+        from dbprofile.compiler.modeline import schema_line_problems
+
+        base = Path(args.profiles_dir)
+        paths = [Path(f) for f in args.files] or (
+            sorted(p for p in base.iterdir() if p.suffix in EXTENSIONS) if base.is_dir() else []
+        )
+        for path in paths:
+            problems.extend(schema_line_problems(path))
     strict = ""
     if args.strict:
         from dbprofile.compiler.rules import strict_problems

@@ -24,6 +24,7 @@ from attrs import frozen
 
 from dbprofile.compiler.load import KeyPath
 from dbprofile.compiler.merge import merge_layers
+from dbprofile.compiler.modeline import schema_line
 from dbprofile.compiler.pipeline import compile_full, defaults_layer, load_chain
 from dbprofile.errors import Problem, ProblemsFound
 from dbprofile.keys import ENV_PREFIX, KEYS, KEYS_BY_ENV, KEYS_BY_PATH, env_of
@@ -37,11 +38,6 @@ __all__ = [
     "parse_env_file",
     "render_profile",
 ]
-
-SCHEMA_LINE = {
-    "toml": "#:schema ../schema/dbprofile.schema.json",
-    "yaml": "# yaml-language-server: $schema=../schema/dbprofile.schema.json",
-}
 
 
 @frozen
@@ -212,7 +208,7 @@ def _scalar(value: Any) -> str:
 
 def render_profile(imported: Imported, fmt: str, header: str) -> str:
     """The profile as TOML or YAML, with the schema line and ``header`` comment lines."""
-    lines = [SCHEMA_LINE[fmt], *(f"# {h}" for h in header.splitlines())]
+    lines = [schema_line(fmt), *(f"# {h}" for h in header.splitlines())]
     tree = imported.tree
     if fmt == "toml":
         if imported.extends:
