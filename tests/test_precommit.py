@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PRE_COMMIT = shutil.which("pre-commit", path=str(Path(os.sys.executable).parent)) or shutil.which(
+PRE_COMMIT = shutil.which("pre-commit", path=str(Path(sys.executable).parent)) or shutil.which(
     "pre-commit"
 )
 
