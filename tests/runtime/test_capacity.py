@@ -12,11 +12,10 @@ import pytest
 
 from dbprofile.cli import main
 from dbprofile.keys import UVICORN_WORKERS_ENV
+from dbprofile.runtime.capacity import Capacity
 from dbprofile.spec import EngineSpec, PoolSpec, spec_to_dict
 from tests.pg import PostgresServer
 from tests.specs import PASSWORD_VAR, pg_spec
-
-pytestmark = pytest.mark.postgres
 
 
 def run(argv: list[str], environ: dict[str, str]) -> tuple[int, str, str]:
@@ -35,6 +34,7 @@ def pooled(server: PostgresServer, size: int, overflow: int) -> EngineSpec:
     return pg_spec(server, pool=PoolSpec(enabled=True, size=size, max_overflow=overflow))
 
 
+@pytest.mark.postgres
 def test_the_server_limits_and_connections_in_use_are_reported(
     pg_small: PostgresServer, tmp_path: Path
 ) -> None:
@@ -56,6 +56,7 @@ def test_the_server_limits_and_connections_in_use_are_reported(
     assert "warning: with the 3 connection(s) in use now" not in out
 
 
+@pytest.mark.postgres
 def test_a_worst_case_over_max_connections_exits_1_naming_the_settings(
     pg_small: PostgresServer, tmp_path: Path
 ) -> None:
@@ -77,6 +78,7 @@ def test_a_worst_case_over_max_connections_exits_1_naming_the_settings(
     assert (code, err) == (0, "")
 
 
+@pytest.mark.postgres
 def test_workers_default_to_lettas_uvicorn_workers_variable(
     pg_small: PostgresServer, tmp_path: Path
 ) -> None:
@@ -89,6 +91,7 @@ def test_workers_default_to_lettas_uvicorn_workers_variable(
     assert code == 0  # the flag wins: 16 <= 17
 
 
+@pytest.mark.postgres
 def test_nullpool_says_what_bounds_it_instead(pg_small: PostgresServer, tmp_path: Path) -> None:
     path = spec_file(tmp_path, pg_spec(pg_small, pool=PoolSpec(enabled=False)))
     code, out, err = run(
@@ -99,6 +102,7 @@ def test_nullpool_says_what_bounds_it_instead(pg_small: PostgresServer, tmp_path
     assert "concurrency" in out
 
 
+@pytest.mark.postgres
 def test_a_bad_count_is_a_usage_error(pg_small: PostgresServer, tmp_path: Path) -> None:
     path = spec_file(tmp_path, pooled(pg_small, 1, 1))
     code, _, err = run(
@@ -106,3 +110,39 @@ def test_a_bad_count_is_a_usage_error(pg_small: PostgresServer, tmp_path: Path) 
     )
     assert code == 2
     assert err == "usage: --workers must be from 1 to 100000, got 0\n"
+
+
+def capacity(pool: PoolSpec, *, in_use: int = 0, reserved: int | None = None) -> Capacity:
+    return Capacity(
+        max_connections=100,
+        superuser_reserved=3,
+        reserved=reserved,
+        in_use=in_use,
+        pool=pool,
+        pgbouncer=False,
+        workers=2,
+        instances=2,
+        engines=2,
+    )
+
+
+def test_the_arithmetic_without_a_server() -> None:
+    fits = capacity(PoolSpec(enabled=True, size=8, max_overflow=2), in_use=30, reserved=2)
+    assert (fits.available, fits.worst, fits.fits) == (95, 80, True)
+    lines = fits.lines()
+    assert lines[0] == (
+        "max_connections: 100 (superuser_reserved_connections 3, reserved_connections 2; "
+        "95 for ordinary roles)"
+    )
+    assert (
+        lines[-1]
+        == "warning: with the 30 connection(s) in use now, the worst case leaves -15 for others"
+    )
+    unbounded = capacity(PoolSpec(enabled=True, size=5, max_overflow=-1))
+    assert not unbounded.fits
+    assert unbounded.worst is None
+    assert "worst case: unbounded (pool.size 5, pool.max_overflow -1)" in unbounded.lines()[-1]
+    assert unbounded.advice().startswith(
+        "capacity: the worst case (unbounded connections) exceeds the 97 the server allows; "
+        "set pool.size + pool.max_overflow to at most 12 per engine"
+    )
