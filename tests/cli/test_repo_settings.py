@@ -221,3 +221,34 @@ def test_compile_error_format_json_on_failure_and_warnings_beside_the_spec(repo:
     [warning] = json.loads(good.err)
     assert warning["severity"] == "warning"
     assert "LETTA_PG_POOL_SIZE" in warning["message"]
+
+
+def test_require_schema_line_checks_the_line_and_where_it_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "schema").mkdir()
+    (tmp_path / "schema" / "dbprofile.schema.json").write_text("{}", encoding="utf-8")
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "a.toml").write_text(
+        "#:schema ../schema/dbprofile.schema.json\n[pool]\nsize = 3\n", encoding="utf-8"
+    )
+    (profiles / "b.yaml").write_text(
+        "# yaml-language-server: $schema=../schema/dbprofile.schema.json\npool:\n  size: 3\n",
+        encoding="utf-8",
+    )
+    assert run_cli(["validate", "--require-schema-line"]).code == 0
+    (profiles / "c.yml").write_text(
+        "# yaml-language-server: $schema=../nowhere.json\npool:\n  size: 3\n", encoding="utf-8"
+    )
+    (profiles / "d.toml").write_text("[pool]\nsize = 3\n", encoding="utf-8")
+    result = run_cli(["validate", "--require-schema-line"])
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        "profiles/c.yml:1: the schema line points to '../nowhere.json', which is not a file "
+        "from here; the schema is checked in at schema/dbprofile.schema.json",
+        "profiles/d.toml:1: no schema line: start the file with `#:schema "
+        "../schema/dbprofile.schema.json` so editors validate and complete it",
+    ]
+    assert run_cli(["validate"]).code == 0  # only with the flag
