@@ -76,6 +76,7 @@ class Problem:
     message: str = ""
     origin: str = ""
     severity: str = "error"
+    rule: str = ""  # a production rule's code (DBP101), printed before the message
 
     @property
     def where(self) -> str:
@@ -96,8 +97,12 @@ class Problem:
         parts = [self.where]
         if self.key:
             parts.append(self.key)
-        text = ": ".join(parts) + ": " + self.message
-        if self.origin and self.origin != self.file and not self.file.startswith("env "):
+        text = ": ".join(parts) + ": " + (f"{self.rule} " if self.rule else "") + self.message
+        if (
+            self.origin
+            and self.origin not in (self.file, self.where)
+            and not self.file.startswith("env ")
+        ):
             text += f" (set by {self.origin})"
         if self.severity == "warning":
             text = "warning: " + text

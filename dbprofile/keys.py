@@ -244,6 +244,9 @@ RELAXED_PROFILES: frozenset[str] = frozenset({"dev", "test"})
 
 ENV_PREFIX = "LETTA_"  # the variables dbprofile reads (Letta's prefix)
 
+# Letta variables that are not settings of the key model, read by one command each.
+UVICORN_WORKERS_ENV = "LETTA_UVICORN_WORKERS"  # Letta's server processes (check --workers)
+
 
 def env_of(path: str) -> str:
     """The variable of key ``path`` (every message naming a variable goes through here)."""

@@ -24,6 +24,10 @@ Fixtures (session scoped, started on first use, stopped at the end of the sessio
     A second cluster like ``pg`` that takes TCP connections over TLS only (hostssl),
     with a certificate for 127.0.0.1/localhost from a throwaway CA at ``pg_tls.ca_file``.
 
+``pg_small`` -> :class:`PostgresServer`
+    Like ``pg`` with ``max_connections = 20`` (``PostgresServer(max_connections=...)``),
+    for the capacity check.
+
 ``pgbouncer`` -> :class:`PgbouncerServer`
     pgbouncer in transaction mode in front of ``pg``: ``default_pool_size = 2``, every
     database (``* = host=127.0.0.1 port=<pg port>``), clients authenticated with SCRAM
@@ -283,9 +287,10 @@ class PostgresServer(_Addressable):
 
     host = "127.0.0.1"
 
-    def __init__(self, bindir: Path, *, tls: bool = False) -> None:
+    def __init__(self, bindir: Path, *, tls: bool = False, max_connections: int = 200) -> None:
         self.bindir = bindir
         self.tls = tls
+        self.max_connections = max_connections
         self.ca_file: str | None = None
         self.user = SERVER_USER
         self.password = "pw-" + secrets.token_hex(12)
@@ -329,7 +334,7 @@ class PostgresServer(_Addressable):
                 f"port = {self.port}\n"
                 f"unix_socket_directories = '{self.socket_dir}'\n"
                 "password_encryption = 'scram-sha-256'\n"
-                "max_connections = 200\n"
+                f"max_connections = {self.max_connections}\n"
                 "fsync = off\n"
                 "synchronous_commit = off\n"
                 "full_page_writes = off\n"
@@ -609,6 +614,13 @@ def pg_tls() -> Iterator[PostgresServer]:
     yield from _serve_postgres(bindir, tls=True)
 
 
+@pytest.fixture(scope="session")
+def pg_small() -> Iterator[PostgresServer]:
+    """A third throwaway PostgreSQL with ``max_connections = 20`` (capacity checks)."""
+    bindir = _require_pg_bindir()
+    yield from _serve_postgres(bindir, tls=False, max_connections=20)
+
+
 def _require_pg_bindir() -> Path:
     bindir = find_pg_bindir()
     if bindir is None:
@@ -622,8 +634,10 @@ def _require_pg_bindir() -> Path:
     return bindir
 
 
-def _serve_postgres(bindir: Path, *, tls: bool) -> Iterator[PostgresServer]:
-    server = PostgresServer(bindir, tls=tls)
+def _serve_postgres(
+    bindir: Path, *, tls: bool, max_connections: int = 200
+) -> Iterator[PostgresServer]:
+    server = PostgresServer(bindir, tls=tls, max_connections=max_connections)
     atexit.register(server.cleanup)  # also when the session dies without teardown
     try:
         server.init()

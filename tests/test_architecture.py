@@ -143,6 +143,9 @@ def test_top_level_modules_keep_their_side() -> None:
         hits([PACKAGE / "crypto.py"], ("dbprofile.runtime", "dbprofile.compiler", "sqlalchemy"))
         == {}
     )
+    # project.py (settings) is read by the CLI before any side is chosen: shared layer only.
+    bad = ("dbprofile.compiler", "dbprofile.runtime", "dbprofile.crypto", *HEAVY)
+    assert hits([PACKAGE / "project.py"], bad) == {}
     outside_cli = [p for p in modules() if "cli" not in p.relative_to(PACKAGE).parts]
     assert hits(outside_cli, ("dbprofile.cli",)) == {}
 

@@ -37,7 +37,7 @@ Exit status: 0 ok, 1 configuration or database wrong, 2 usage error."""
 
 
 def build_parser(ctx: Context) -> argparse.ArgumentParser:
-    from dbprofile.cli import compiler_cmds, lsp_cmds, runtime_cmds, secret_cmds
+    from dbprofile.cli import compiler_cmds, lsp_cmds, repo_cmds, runtime_cmds, secret_cmds
 
     parser = DbprofileArgumentParser(
         prog="dbprofile",
@@ -58,7 +58,7 @@ def build_parser(ctx: Context) -> argparse.ArgumentParser:
         prog="dbprofile",
     )
     groups = []
-    for module in (compiler_cmds, runtime_cmds, secret_cmds, lsp_cmds):
+    for module in (compiler_cmds, repo_cmds, runtime_cmds, secret_cmds, lsp_cmds):
         before = set(sub.choices)
         module.register(sub, ctx)
         added = [name for name in sub.choices if name not in before]
@@ -110,14 +110,18 @@ def main(
         if not getattr(args, "handler", None):
             parser.print_help(ctx.stderr)
             return 2
-        return int(args.handler(args, ctx))
+        ctx.error_format = getattr(args, "error_format", "text")
+        if getattr(args, "profiles_dir", "") is None:  # flag > project settings > ./profiles
+            args.profiles_dir = ctx.settings().profiles_dir or "profiles"
+        code = int(args.handler(args, ctx))
+        ctx.emit_problems()
+        return code
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     except ProblemsFound as exc:
         if ctx.traceback:
             raise
-        for problem in exc.problems:
-            ctx.err(problem.render())
+        ctx.emit_problems(exc.problems)
         return exc.exit_code
     except DbprofileError as exc:
         if ctx.traceback:

@@ -7,11 +7,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from attrs import define, field
 
-from dbprofile.errors import UsageError
+from dbprofile.errors import Problem, UsageError
 from dbprofile.keys import with_env_names
 from dbprofile.text import escape
 
 if TYPE_CHECKING:
+    from dbprofile.project import Settings
     from dbprofile.spec import EngineSpec
 
 
@@ -25,6 +26,40 @@ class Context:
     traceback: bool = False
     summaries: dict[str, str] = field(factory=dict)  # command -> one-line summary
     _warned: set[str] = field(factory=set)
+    error_format: str = "text"  # --error-format: text, json, github
+    data_on_stdout: bool = False  # the command printed its data to stdout
+    collected: list[Problem] = field(factory=list)  # warnings held for json/github
+    _settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        """The project settings found from the working directory (once per run)."""
+        if self._settings is None:
+            from dbprofile.project import find_settings
+
+            self._settings = find_settings()
+        return self._settings
+
+    def report(self, problem: Problem) -> None:
+        """A warning: printed now as text, or held for the machine formats."""
+        if self.error_format == "text":
+            self.warn(problem.render())
+        elif problem not in self.collected:
+            self.collected.append(problem)
+
+    def emit_problems(self, problems: tuple[Problem, ...] = ()) -> None:
+        """Write held warnings and ``problems`` in the chosen format (see diagnostics)."""
+        if self.error_format == "text":
+            for problem in problems:
+                self.err(problem.render())
+            return
+        from dbprofile.cli.diagnostics import render_github, render_json
+
+        every = sorted(set(self.collected) | set(problems))
+        self.collected.clear()
+        if self.error_format == "github" and not every:
+            return
+        text = render_json(every) if self.error_format == "json" else render_github(every)
+        (self.stderr if self.data_on_stdout else self.stdout).write(text)
 
     def out(self, text: str) -> None:
         self.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -97,12 +132,7 @@ def add_profile_options(parser: argparse.ArgumentParser, *, with_profile: bool =
             help="profile to compile (profiles/NAME.toml|yaml|yml); without it: "
             "built-in defaults + LETTA_* environment only, as a Letta deployment has",
         )
-    parser.add_argument(
-        "--profiles-dir",
-        metavar="DIR",
-        default="profiles",
-        help="directory holding the profile files (default: ./profiles)",
-    )
+    add_profiles_dir_option(parser)
     parser.add_argument(
         "--no-env",
         action="store_true",
@@ -119,6 +149,29 @@ def add_profile_options(parser: argparse.ArgumentParser, *, with_profile: bool =
     )
 
 
+def add_profiles_dir_option(parser: argparse.ArgumentParser) -> None:
+    """--profiles-dir; without it, ``profiles-dir`` from the project settings, else
+    ./profiles (resolved in :func:`dbprofile.cli.main`)."""
+    parser.add_argument(
+        "--profiles-dir",
+        metavar="DIR",
+        default=None,
+        help="directory holding the profile files (default: profiles-dir from "
+        "[tool.dbprofile] in pyproject.toml or dbprofile.toml, found upwards; else ./profiles)",
+    )
+
+
+def add_error_format_option(parser: argparse.ArgumentParser) -> None:
+    """--error-format: how problems are written (see :mod:`dbprofile.cli.diagnostics`)."""
+    parser.add_argument(
+        "--error-format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text: one line each on stderr (default); json: one array of problem objects "
+        "on stdout; github: GitHub Actions annotations (::error file=...,line=...::...)",
+    )
+
+
 def compile_from_args(args: argparse.Namespace, ctx: Context) -> EngineSpec:
     """Run the compiler pipeline for a command's profile options; print its warnings."""
     from dbprofile.compiler.pipeline import compile_full
@@ -130,7 +183,7 @@ def compile_from_args(args: argparse.Namespace, ctx: Context) -> EngineSpec:
         sets=tuple(args.sets),
     )
     for warning in compiled.warnings:
-        ctx.warn(warning.render())
+        ctx.report(warning)
     return compiled.spec
 
 

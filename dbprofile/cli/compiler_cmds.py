@@ -9,13 +9,15 @@ from typing import Any
 
 from dbprofile.cli.common import (
     Context,
+    add_error_format_option,
     add_profile_options,
+    add_profiles_dir_option,
     add_subparser,
     compile_from_args,
     write_output,
 )
 from dbprofile.compiler.letta_env import LETTA_TARGETS
-from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.errors import Problem, ProblemsFound, UsageError
 from dbprofile.files import UserFileError, read_user_file
 from dbprofile.text import escape
 
@@ -62,6 +64,7 @@ examples:
     p.add_argument(
         "--output", "-o", metavar="FILE", help="write to FILE atomically instead of stdout"
     )
+    add_error_format_option(p)
     p.set_defaults(handler=cmd_compile)
 
     p = add_subparser(
@@ -73,17 +76,39 @@ examples:
 Check each profile file alone against the schema (as an editor does), then compile
 every profile merged with its parents. All problems are reported, one line each.
 
+With --strict, the production rules (DBP101...) also run on the production profiles
+(`production` in [tool.dbprofile], default prod) and on every --profile NAME; silence
+one for one key with `# dbprofile: ignore[DBP101] reason` on the key's line.
+
 examples:
   dbprofile validate                         # every profile in ./profiles
-  dbprofile validate profiles/prod.yaml      # just these files (and their profiles)""",
+  dbprofile validate profiles/prod.yaml      # just these files (and their profiles)
+  dbprofile validate --strict                # plus the production rules on prod
+  dbprofile validate --strict --profile staging --error-format github""",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="profile files (default: all)")
+    add_profiles_dir_option(p)
     p.add_argument(
-        "--profiles-dir",
-        metavar="DIR",
-        default="profiles",
-        help="directory holding the profile files (default: ./profiles)",
+        "--strict",
+        action="store_true",
+        help="also run the production rules on the production profiles and each --profile",
     )
+    p.add_argument(
+        "--profile",
+        "-p",
+        dest="profiles",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="with --strict: a profile the production rules check (repeatable)",
+    )
+    p.add_argument(
+        "--require-schema-line",
+        action="store_true",
+        help="each file must start with its schema line (#:schema PATH in TOML, "
+        "# yaml-language-server: $schema=PATH in YAML) reaching a file",
+    )
+    add_error_format_option(p)
     p.add_argument(
         "--env",
         action="store_true",
@@ -176,6 +201,7 @@ def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
     if args.output:
         write_output(args.output, text)
     else:
+        ctx.data_on_stdout = True
         ctx.stdout.write(text)
     return 0
 
@@ -183,11 +209,56 @@ def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.pipeline import validate_profiles
 
-    files, profiles = validate_profiles(
-        args.profiles_dir, files=args.files or None, environ=ctx.environ if args.env else {}
-    )
-    ctx.out(f"ok: {files} file(s), {profiles} profile(s) valid")
+    environ = ctx.environ if args.env else {}
+    if args.profiles and not args.strict:
+        raise UsageError("validate: --profile names a profile for --strict; add --strict")
+    problems: list[Problem] = []
+    try:
+        files, profiles = validate_profiles(
+            args.profiles_dir, files=args.files or None, environ=environ
+        )
+    except ProblemsFound as exc:
+        problems.extend(exc.problems)
+    if args.require_schema_line:
+        from dbprofile.compiler.load import EXTENSIONS
+        from dbprofile.compiler.modeline import schema_line_problems
+
+        base = Path(args.profiles_dir)
+        paths = [Path(f) for f in args.files] or (
+            sorted(p for p in base.iterdir() if p.suffix in EXTENSIONS) if base.is_dir() else []
+        )
+        for path in paths:
+            problems.extend(schema_line_problems(path))
+    strict = ""
+    if args.strict:
+        from dbprofile.compiler.rules import strict_problems
+
+        found, checked = strict_problems(
+            _strict_names(args, ctx),
+            args.profiles_dir,
+            environ=environ,
+            enabled=ctx.settings().rule_enabled,
+        )
+        problems.extend(found)
+        strict = f", production rules on {checked} profile(s)"
+    if problems:
+        raise ProblemsFound(problems)
+    line = f"ok: {files} file(s), {profiles} profile(s) valid{strict}"
+    (ctx.out if ctx.error_format == "text" else ctx.err)(line)
     return 0
+
+
+def _strict_names(args: argparse.Namespace, ctx: Context) -> list[str]:
+    """The profiles --strict checks: the settings' production profiles that exist (the
+    default ``prod`` may be absent; one the settings name must not be) and --profile."""
+    from dbprofile.compiler.load import profile_names
+    from dbprofile.project import DEFAULT_PRODUCTION
+
+    settings = ctx.settings()
+    present = set(profile_names(Path(args.profiles_dir)))
+    named = settings.production != DEFAULT_PRODUCTION
+    names = [n for n in settings.production if n in present or named]
+    return list(dict.fromkeys([*names, *args.profiles]))
 
 
 def cmd_explain(args: argparse.Namespace, ctx: Context) -> int:

@@ -7,6 +7,7 @@ import contextlib
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from dbprofile.cli.capacity_opts import add_capacity_options, check_capacity
 from dbprofile.cli.common import Context, add_profile_options, add_subparser, compile_from_args
 from dbprofile.errors import DbprofileError, DriverMissingError, UsageError
 
@@ -20,7 +21,17 @@ environment, as the service would.
 
 On failure prints one line saying which it is -- authentication failed, nothing
 listening, unknown host, database does not exist, TLS required, timeout -- and
-exits 1."""
+exits 1.
+
+With --workers, --instances or --engines it also checks capacity: max_connections,
+the reserved connections, the connections in use, and the pools' worst case,
+(pool.size + pool.max_overflow) x engines x workers x instances; exit 1 with one line
+naming what to change when it does not fit.
+
+examples:
+  dbprofile check --profile prod
+  dbprofile check --profile prod --workers 4 --instances 3
+  dbprofile check --spec build/db.json --engines 1     # Letta 0.16: one engine"""
 
 
 MIGRATE_DESCRIPTION = """\
@@ -70,6 +81,7 @@ def register(sub: Any, ctx: Context) -> None:
         type=float,
         help="connect timeout (default: the spec's pool.timeout)",
     )
+    add_capacity_options(parser)
     parser.set_defaults(handler=cmd_check)
 
     p = add_subparser(
@@ -132,7 +144,9 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     report = check_spec(spec, ctx.environ, timeout=args.timeout)
     for line in report.lines():
         ctx.out(line)
-    return 0
+    if args.workers is None and args.instances is None and args.engines is None:
+        return 0
+    return check_capacity(spec, args, ctx)
 
 
 def _parse_alembic_args(args: argparse.Namespace, ctx: Context) -> tuple[Any, argparse.Namespace]:

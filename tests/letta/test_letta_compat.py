@@ -939,6 +939,7 @@ EXPECTED_REFUSALS = {
     "profile-service-base": NO_SQLITE,
     "profile-service-dev": NO_SQLITE,
     "profile-service-prod": NO_APPNAME,
+    "profile-deploy-prod": NO_APPNAME,
     "profile-pgbouncer-prod": "database.options.sslmode=disable: a pooled Letta 0.16.8 forces",
 }
 

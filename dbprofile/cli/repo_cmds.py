@@ -1,0 +1,110 @@
+"""Commands for bringing a deployment into a repository: import."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dbprofile.cli.common import Context, add_subparser, write_output
+from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.files import UserFileError, read_user_file
+from dbprofile.text import escape
+
+GROUP = "repositories"  # the heading of these commands in dbprofile --help
+
+IMPORT_DESCRIPTION = """\
+Write a profile that compiles to the same engine spec as an existing deployment does
+today: its LETTA_* environment (--from-env), a .env file (--env-file) or Letta's
+conf.yaml (--letta-config; the letta: tree, flattened as Letta flattens it). Secret
+values are never written: each becomes {env = VAR} (or {file = DIR/var} with
+--secret-dir), and the variables or files the operator must keep providing are listed
+on stderr. With --extends NAME only what differs from that profile is written.
+
+examples:
+  dbprofile import --from-env --output profiles/prod.toml
+  dbprofile import --env-file .env --extends base --format yaml
+  dbprofile import --letta-config ~/.letta/conf.yaml --secret-dir /run/secrets"""
+
+
+def register(sub: Any, ctx: Context) -> None:
+    p = add_subparser(
+        sub,
+        ctx,
+        "import",
+        summary="write a profile from a deployment's LETTA_* variables, .env or conf.yaml",
+        description=IMPORT_DESCRIPTION,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from-env", action="store_true", help="the LETTA_* variables of this environment"
+    )
+    source.add_argument("--env-file", metavar="PATH", help="a .env file of NAME=VALUE lines")
+    source.add_argument("--letta-config", metavar="PATH", help="Letta's conf.yaml")
+    p.add_argument("--format", "-f", choices=("toml", "yaml"), default="toml")
+    p.add_argument(
+        "--output", "-o", metavar="FILE", help="write to FILE atomically instead of stdout"
+    )
+    p.add_argument("--extends", metavar="NAME", help="write only what differs from profile NAME")
+    p.add_argument(
+        "--profiles-dir",
+        metavar="DIR",
+        default=None,
+        help="where --extends finds its profile (default: as for compile)",
+    )
+    p.add_argument(
+        "--secret-dir",
+        metavar="DIR",
+        help='write each secret as {file = "DIR/<variable in lower case>"} instead of {env}',
+    )
+    p.set_defaults(handler=cmd_import)
+
+
+def _read(path: str, flag: str) -> str:
+    try:
+        return read_user_file(path, what=flag)
+    except UserFileError as exc:
+        raise ProblemsFound([Problem(escape(exc.path), message=exc.reason)]) from None
+
+
+def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
+    from dbprofile.compiler.importer import (
+        describe_required,
+        flatten_letta_config,
+        import_profile,
+        parse_env_file,
+        render_profile,
+    )
+
+    if args.env_file is not None:
+        deployment = parse_env_file(_read(args.env_file, "--env-file"), args.env_file)
+        what = f"the .env file {args.env_file}"
+    elif args.letta_config is not None:
+        from dbprofile.compiler.load import parse_yaml
+
+        data, _ = parse_yaml(_read(args.letta_config, "--letta-config"), args.letta_config)
+        deployment = flatten_letta_config(data, args.letta_config)
+        what = f"Letta's config {args.letta_config}"
+    else:
+        deployment = dict(ctx.environ)
+        what = "the LETTA_* environment"
+    imported = import_profile(
+        deployment,
+        extends=args.extends,
+        profiles_dir=args.profiles_dir,
+        secret_dir=args.secret_dir,
+    )
+    for warning in imported.warnings:
+        ctx.report(warning)
+    header = (
+        f"Imported by `dbprofile import` from {escape(what)}.\n"
+        "Secrets are references: the deployment keeps providing them."
+    )
+    text = render_profile(imported, args.format, header)
+    if args.output:
+        write_output(args.output, text)
+        ctx.err(f"wrote {escape(args.output)}")
+    else:
+        ctx.stdout.write(text)
+    for line in describe_required(imported.required):
+        ctx.err(line)
+    return 0
