@@ -7,10 +7,16 @@ Importing ``dbprofile`` is cheap: the runtime (SQLAlchemy, psycopg) loads only w
 import typing as _typing
 
 from dbprofile.errors import (
+    CommitOutcomeUnknownError,
+    DatabaseAuthenticationError,
+    DatabaseConnectError,
     DatabaseConnectionLostError,
     DatabaseDeadlockError,
     DatabaseLockNotAvailableError,
     DatabaseTimeoutError,
+    DatabaseTLSError,
+    DatabaseUnavailableError,
+    DatabaseUnreachableError,
     DbprofileError,
     DecryptionError,
     ForeignKeyConstraintViolationError,
@@ -33,10 +39,16 @@ if _typing.TYPE_CHECKING:
     from dbprofile.spec import load_spec
 
 __all__ = [
+    "CommitOutcomeUnknownError",
+    "DatabaseAuthenticationError",
+    "DatabaseConnectError",
     "DatabaseConnectionLostError",
     "DatabaseDeadlockError",
     "DatabaseLockNotAvailableError",
+    "DatabaseTLSError",
     "DatabaseTimeoutError",
+    "DatabaseUnavailableError",
+    "DatabaseUnreachableError",
     "DbprofileError",
     "DecryptionError",
     "EncryptedText",
