@@ -36,6 +36,8 @@ if _typing.TYPE_CHECKING:
         create_engine,
         sessionmaker,
     )
+    from dbprofile.runtime.health import Health, health
+    from dbprofile.runtime.retry import retrying
     from dbprofile.spec import load_spec
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "EncryptedText",
     "EngineSpec",
     "ForeignKeyConstraintViolationError",
+    "Health",
     "ProblemsFound",
     "SecretError",
     "SpecError",
@@ -62,7 +65,9 @@ __all__ = [
     "compile_profile",
     "create_async_engine",
     "create_engine",
+    "health",
     "load_spec",
+    "retrying",
     "sessionmaker",
 ]
 
@@ -74,6 +79,9 @@ _LAZY = {
     "create_async_engine": "dbprofile.runtime.engines",
     "sessionmaker": "dbprofile.runtime.engines",
     "async_sessionmaker": "dbprofile.runtime.engines",
+    "Health": "dbprofile.runtime.health",
+    "health": "dbprofile.runtime.health",
+    "retrying": "dbprofile.runtime.retry",
 }
 
 
