@@ -217,6 +217,25 @@ def _during_commit(exc: BaseException) -> bool:
     return False
 
 
+_READS = ("select", "show")
+
+
+def _self_committing(context: ExceptionContext) -> bool:
+    """Whether the failed statement committed itself: a write under AUTOCOMMIT (set on
+    the connection's or the engine's execution options, or the dialect's isolation
+    level), whose outcome is as unknown as a COMMIT's when the connection breaks."""
+    conn = context.connection
+    if conn is None or context.statement is None:
+        return False
+    level = conn.get_execution_options().get("isolation_level") or getattr(
+        context.dialect, "isolation_level", None
+    )
+    if level != "AUTOCOMMIT":
+        return False
+    words = context.statement.split(None, 1)
+    return not words or words[0].lower() not in _READS
+
+
 def _target(context: ExceptionContext) -> tuple[str, tuple[str | None, ...]]:
     engine = context.engine
     if engine is None:
@@ -245,6 +264,13 @@ def translate_error(context: ExceptionContext) -> BaseException | None:
             "connection to the database was lost during COMMIT: the transaction may or may "
             "not have been committed; check before doing the work again (never retried "
             f"automatically): {_first_line(driver_exc)}",
+            original,
+        )
+    if context.is_disconnect and _self_committing(context):
+        return CommitOutcomeUnknownError(
+            "connection to the database was lost during a write in AUTOCOMMIT mode (it "
+            "commits itself): it may or may not have been applied; check before doing it "
+            f"again (never retried automatically): {_first_line(driver_exc)}",
             original,
         )
     if refused:  # pgbouncer accepted us but cannot reach (or log in to) the server

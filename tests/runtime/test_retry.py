@@ -137,6 +137,59 @@ def test_a_connection_lost_during_commit_is_outcome_unknown_and_never_retried(
     assert pg.execute("SELECT count(*) FROM retry_commit") == [(0,)]
 
 
+def test_a_session_commit_that_loses_its_connection_is_not_retried(
+    pg: PostgresServer, env: dict[str, str]
+) -> None:
+    from dbprofile import sessionmaker
+
+    pg.execute("DROP TABLE IF EXISTS retry_session")
+    pg.execute("CREATE TABLE retry_session (id int)")
+    engine = create_engine(pg_spec(pg, pool=NO_PING), environ=env)
+    Session = sessionmaker(engine)
+    calls = []
+
+    @retrying(**FAST)
+    def work() -> None:
+        calls.append(1)
+        with Session() as session:
+            session.execute(text("INSERT INTO retry_session VALUES (1)"))
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            pg.execute("SELECT pg_terminate_backend(%s)", [pid])
+            session.commit()
+
+    with pytest.raises(CommitOutcomeUnknownError):
+        work()
+    engine.dispose()
+    assert len(calls) == 1
+
+
+def test_a_write_in_autocommit_mode_that_loses_its_connection_is_not_retried(
+    pg: PostgresServer, env: dict[str, str]
+) -> None:
+    pg.execute("DROP TABLE IF EXISTS retry_autocommit")
+    pg.execute("CREATE TABLE retry_autocommit (id int)")
+    engine = create_engine(pg_spec(pg, pool=NO_PING), environ=env)
+    calls = []
+
+    @retrying(**FAST)
+    def work(statement: str) -> None:
+        calls.append(1)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            if len(calls) == 1:
+                pg.execute("SELECT pg_terminate_backend(%s)", [pid])
+            conn.execute(text(statement))
+
+    with pytest.raises(CommitOutcomeUnknownError) as info:
+        work("INSERT INTO retry_autocommit VALUES (1)")
+    assert "AUTOCOMMIT" in str(info.value)
+    assert len(calls) == 1
+    calls.clear()
+    work("SELECT count(*) FROM retry_autocommit")  # a read is safe to run again
+    assert len(calls) == 2
+    engine.dispose()
+
+
 def test_a_connection_lost_before_commit_is_retried(
     pg: PostgresServer, env: dict[str, str]
 ) -> None:
