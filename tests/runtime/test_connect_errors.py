@@ -408,3 +408,43 @@ def test_password_in_secret_file_never_shows(pg: PostgresServer, tmp_path: Path)
     assert type(err) is DatabaseAuthenticationError
     assert "file-secret-Zq9" not in str(err)
     assert "file-secret-Zq9" not in repr(err.args)
+
+
+@pytest.mark.pgbouncer
+def test_pgbouncer_itself_down_is_unreachable(
+    small: PostgresServer, bouncer: PgbouncerServer
+) -> None:
+    spec = pg_spec(bouncer, pgbouncer=True, pool=POOLED)
+    bouncer.stop()
+    err = connect_error(spec, {PASSWORD_VAR: small.password})
+    assert type(err) is DatabaseUnreachableError
+    assert (err.kind, err.retryable) == ("nothing listening", True)
+    assert f"127.0.0.1:{bouncer.port}/" in str(err)
+
+
+@pytest.mark.pgbouncer
+def test_pgbouncer_max_client_conn_is_too_many_connections(small: PostgresServer) -> None:
+    binary = find_pgbouncer()
+    if binary is None:
+        pytest.skip("pgbouncer not found")
+    bouncer = PgbouncerServer(binary, small, settings="max_client_conn = 2\n")
+    # (start() checks the port with a bare TCP connect, which is not a client by the end)
+    try:
+        bouncer.start()
+        conninfo = (
+            f"host=127.0.0.1 port={bouncer.port} dbname=postgres user=postgres "
+            f"password={small.password}"
+        )
+        held = [psycopg.connect(conninfo) for _ in range(2)]
+        try:
+            err = connect_error(
+                pg_spec(bouncer, pgbouncer=True, pool=POOLED), {PASSWORD_VAR: small.password}
+            )
+        finally:
+            for c in held:
+                c.close()
+    finally:
+        bouncer.cleanup()
+    assert type(err) is DatabaseUnavailableError
+    assert (err.kind, err.retryable) == ("too many connections", True)
+    assert "max_client_conn" in str(err)
