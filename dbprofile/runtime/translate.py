@@ -179,6 +179,8 @@ _CONNECT_CLASSES: dict[str, type[DatabaseConnectError]] = {
     "TLS required": DatabaseTLSError,
     "TLS certificate rejected": DatabaseTLSError,
 }
+# pgbouncer's own errors are protocol_violation (08P01); the server's are 57P03/53300.
+_REFUSAL_STATES = frozenset({None, "08P01", "57P03", "53300"})
 # Kinds pgbouncer reports on a client connection it has already accepted.
 _REFUSED_MID_USE = frozenset(
     {"server unavailable", "too many connections", "server shutting down", "server starting up"}
@@ -258,7 +260,10 @@ def translate_error(context: ExceptionContext) -> BaseException | None:
     if context.connection is None:  # opening a connection failed
         target, secrets = _target(context)
         return connect_error(driver_exc, original, target=target, secrets=secrets)
-    refused = connect_failure(driver_exc)[0] in _REFUSED_MID_USE
+    refused = (
+        sqlstate_of(driver_exc) in _REFUSAL_STATES
+        and connect_failure(driver_exc)[0] in _REFUSED_MID_USE
+    )
     if (context.is_disconnect or refused) and _during_commit(driver_exc):
         return CommitOutcomeUnknownError(
             "connection to the database was lost during COMMIT: the transaction may or may "

@@ -448,3 +448,13 @@ def test_pgbouncer_max_client_conn_is_too_many_connections(small: PostgresServer
     assert type(err) is DatabaseUnavailableError
     assert (err.kind, err.retryable) == ("too many connections", True)
     assert "max_client_conn" in str(err)
+
+
+def test_a_statement_error_that_merely_mentions_connections_is_not_a_connect_error(
+    pg: PostgresServer, env: dict[str, str]
+) -> None:
+    engine = create_engine(pg_spec(pg, pool=POOLED), environ=env)
+    with engine.connect() as conn, pytest.raises(sqlalchemy.exc.DBAPIError) as info:
+        conn.exec_driver_sql("DO $$ BEGIN RAISE EXCEPTION 'too many connections'; END $$")
+    engine.dispose()
+    assert not isinstance(info.value, DatabaseConnectError)
