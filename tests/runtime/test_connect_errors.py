@@ -458,3 +458,23 @@ def test_a_statement_error_that_merely_mentions_connections_is_not_a_connect_err
         conn.exec_driver_sql("DO $$ BEGIN RAISE EXCEPTION 'too many connections'; END $$")
     engine.dispose()
     assert not isinstance(info.value, DatabaseConnectError)
+
+
+def test_health_reports_a_standby_as_replica(small: PostgresServer) -> None:
+    """(Here for the small cluster:) a standby with hot_standby on, which answers reads."""
+    from dbprofile import health
+
+    small.stop()
+    signal = small.datadir / "standby.signal"
+    signal.write_text("")
+    subprocess.run(["chown", "postgres:postgres", str(signal)], check=False)
+    small.start()  # waits until it accepts (read-only) connections
+    engine = create_engine(pg_spec(small, pool=POOLED), environ={PASSWORD_VAR: small.password})
+    try:
+        status = health(engine)
+    finally:
+        engine.dispose()
+        small.stop()
+        signal.unlink()
+        small.start()
+    assert (status.ok, status.role) == (True, "replica")
