@@ -8,11 +8,17 @@ import typing as _typing
 
 from dbprofile.errors import (
     ArgumentError,
+    CommitOutcomeUnknownError,
     ConnectionCheckError,
+    DatabaseAuthenticationError,
+    DatabaseConnectError,
     DatabaseConnectionLostError,
     DatabaseDeadlockError,
     DatabaseLockNotAvailableError,
     DatabaseTimeoutError,
+    DatabaseTLSError,
+    DatabaseUnavailableError,
+    DatabaseUnreachableError,
     DbprofileError,
     DecryptionError,
     DriverMissingError,
@@ -35,21 +41,30 @@ if _typing.TYPE_CHECKING:
         create_engine,
         sessionmaker,
     )
+    from dbprofile.runtime.health import Health, health
+    from dbprofile.runtime.retry import retrying
     from dbprofile.spec import load_spec
 
 __all__ = [
     "ArgumentError",
+    "CommitOutcomeUnknownError",
     "ConnectionCheckError",
+    "DatabaseAuthenticationError",
+    "DatabaseConnectError",
     "DatabaseConnectionLostError",
     "DatabaseDeadlockError",
     "DatabaseLockNotAvailableError",
+    "DatabaseTLSError",
     "DatabaseTimeoutError",
+    "DatabaseUnavailableError",
+    "DatabaseUnreachableError",
     "DbprofileError",
     "DecryptionError",
     "DriverMissingError",
     "EncryptedText",
     "EngineSpec",
     "ForeignKeyConstraintViolationError",
+    "Health",
     "Problem",
     "ProblemsFound",
     "ProfileWarning",
@@ -60,7 +75,9 @@ __all__ = [
     "compile_profile",
     "create_async_engine",
     "create_engine",
+    "health",
     "load_spec",
+    "retrying",
     "sessionmaker",
 ]
 
@@ -72,6 +89,9 @@ _LAZY = {
     "create_async_engine": "dbprofile.runtime.engines",
     "sessionmaker": "dbprofile.runtime.engines",
     "async_sessionmaker": "dbprofile.runtime.engines",
+    "Health": "dbprofile.runtime.health",
+    "health": "dbprofile.runtime.health",
+    "retrying": "dbprofile.runtime.retry",
 }
 
 

@@ -23,6 +23,15 @@ Exception tree::
     ForeignKeyConstraintViolationError(ValueError)   SQLSTATE 23503 / SQLite FOREIGN KEY
     DatabaseTimeoutError(Exception)                  statement timeout 57014
     ├── DatabaseConnectionLostError                  the connection broke while in use
+    │   └── CommitOutcomeUnknownError                ... during COMMIT: never retried
+    ├── DatabaseConnectError                         a connection could not be opened
+    │   │                                            (.kind, .target, .retryable)
+    │   ├── DatabaseUnreachableError                 refused, unreachable, DNS, connect timeout
+    │   ├── DatabaseUnavailableError                 reached but not serving: shutting down,
+    │   │                                            starting up (57P03), too many connections
+    │   │                                            (53300), pgbouncer cannot reach the server
+    │   ├── DatabaseAuthenticationError              password, role or pg_hba.conf rejected
+    │   └── DatabaseTLSError                         TLS required, refused or not trusted
     └── runtime.translate.PoolTimeoutError           pool checkout timeout (also SQLAlchemy's
                                                      TimeoutError)
     DatabaseLockNotAvailableError(Exception)         SQLSTATE 55P03
@@ -39,11 +48,17 @@ from attrs import frozen
 
 __all__ = [
     "ArgumentError",
+    "CommitOutcomeUnknownError",
     "ConnectionCheckError",
+    "DatabaseAuthenticationError",
+    "DatabaseConnectError",
     "DatabaseConnectionLostError",
     "DatabaseDeadlockError",
     "DatabaseLockNotAvailableError",
+    "DatabaseTLSError",
     "DatabaseTimeoutError",
+    "DatabaseUnavailableError",
+    "DatabaseUnreachableError",
     "DbprofileError",
     "DecryptionError",
     "DriverMissingError",
@@ -216,7 +231,70 @@ class DatabaseConnectionLostError(DatabaseTimeoutError):
     The pool has already discarded its stale connections, so a retry gets a fresh one.
     A ``DatabaseTimeoutError`` so that handlers mapping it to "503, try again" (as
     Letta's do) cover it too. Not one of Letta's classes: dbprofile's addition.
+    ``retryable`` is True: whatever the transaction did was rolled back by the server.
     """
+
+    retryable = True
+
+
+class CommitOutcomeUnknownError(DatabaseConnectionLostError):
+    """The connection broke during COMMIT (or during a statement that commits itself):
+    the transaction may or may not have been committed, and nothing on this side can
+    tell. ``retryable`` is False, and :func:`dbprofile.retrying` never retries it: a
+    retry could apply the work twice. Check the outcome (read back what was written,
+    or make the work idempotent) before doing it again. dbprofile's addition.
+    """
+
+    retryable = False
+
+
+class DatabaseConnectError(DatabaseTimeoutError):
+    """A connection to the database could not be opened (Letta has no class for it).
+
+    A ``DatabaseTimeoutError``, as issue 11's interface fixes, so that handlers mapping
+    Letta's timeout to "503, try again" cover it. ``kind`` is one of
+    :data:`dbprofile.runtime.diagnose.FAILURE_KINDS` (the classification ``dbprofile
+    check`` uses), ``target`` the URL tried (password ``***``), ``retryable`` whether a
+    retry after a short backoff can succeed without changing the configuration. The
+    message says all three. Subclasses group the kinds; a kind without one (the database
+    does not exist, a SQLite file cannot be opened) raises this class itself.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        original_exception: BaseException | None = None,
+        *,
+        kind: str = "connection failed",
+        target: str = "",
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, original_exception)
+        self.kind = kind
+        self.target = target
+        self.retryable = retryable
+
+
+class DatabaseUnreachableError(DatabaseConnectError):
+    """Nothing answered: connection refused, host or network unreachable, host name
+    unknown, or no answer within ``connect_timeout``."""
+
+
+class DatabaseUnavailableError(DatabaseConnectError):
+    """The server (or pgbouncer) answered but is not serving: shutting down or starting
+    up (SQLSTATE 57P03), too many connections for the server, a database or a role
+    (53300), or pgbouncer cannot log in to the server behind it."""
+
+
+class DatabaseAuthenticationError(DatabaseConnectError):
+    """The server refused the credentials: wrong password, unknown role, or no
+    ``pg_hba.conf`` entry for this user (SQLSTATE 28P01 / 28000). Letta has no class
+    for it; never retryable."""
+
+
+class DatabaseTLSError(DatabaseConnectError):
+    """TLS was required by one side and refused by the other, or the server's
+    certificate was not trusted. Never retryable."""
 
 
 class DatabaseLockNotAvailableError(Exception):

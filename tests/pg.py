@@ -491,10 +491,13 @@ class PgbouncerServer(_Addressable):
 
     host = "127.0.0.1"
 
-    def __init__(self, binary: Path, pg: PostgresServer, *, pool_size: int = 2) -> None:
+    def __init__(
+        self, binary: Path, pg: PostgresServer, *, pool_size: int = 2, settings: str = ""
+    ) -> None:
         self.binary = binary
         self.pg = pg
         self.pool_size = pool_size
+        self.settings = settings  # extra [pgbouncer] lines, e.g. "query_wait_timeout = 2\n"
         self.user = pg.user
         self.password = pg.password
         self.dbname = pg.dbname
@@ -530,7 +533,7 @@ class PgbouncerServer(_Addressable):
                 "server_reset_query =\n"
                 "ignore_startup_parameters = extra_float_digits,options,search_path\n"
                 f"logfile = {self.base / 'pgbouncer.log'}\n"
-                f"pidfile = {self.base / 'pgbouncer.pid'}\n",
+                f"pidfile = {self.base / 'pgbouncer.pid'}\n" + self.settings,
             )
             # pgbouncer switches user itself (-u): the process we signal is pgbouncer.
             argv = [str(self.binary), str(ini)]

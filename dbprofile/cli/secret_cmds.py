@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from dbprofile.cli.common import Context, add_profile_options, add_subparser, compile_from_args
 from dbprofile.errors import (
     ConnectionCheckError,
+    DatabaseTimeoutError,
     DecryptionError,
     SecretError,
     UsageError,
@@ -385,7 +386,7 @@ def cmd_encrypt_column(args: argparse.Namespace, ctx: Context) -> int:
             schema=args.schema,
             progress=_Progress(ctx.stderr, enabled=not args.no_progress),
         )
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, DatabaseTimeoutError) as exc:  # incl. a failed connect
         if ctx.traceback:
             raise
         from dbprofile.runtime.diagnose import describe_failure

@@ -31,20 +31,29 @@ from dbprofile.text import one_line
 __all__ = [
     "FAILURE_KINDS",
     "HINTS",
+    "RETRYABLE",
     "CheckReport",
     "check_spec",
     "classify_failure",
+    "connect_failure",
     "describe_failure",
+    "retry_advice",
 ]
 
 FAILURE_KINDS = (
     "authentication failed",
     "nothing listening",
+    "host unreachable",
     "unknown host",
+    "name resolution failed",
     "database does not exist",
     "TLS required",
     "TLS certificate rejected",
     "timeout",
+    "server shutting down",
+    "server starting up",
+    "too many connections",
+    "server unavailable",
     "cannot open database",
     "connection failed",
 )
@@ -53,6 +62,23 @@ FAILURE_KINDS = (
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern, re.IGNORECASE))
     for kind, pattern in (
+        # pgbouncer's own refusals while the server behind it is down or full
+        (
+            "server unavailable",
+            r"server login has been failing|pgbouncer cannot connect to server|"
+            r"query_wait_timeout|server_connect_timeout",
+        ),
+        (
+            "too many connections",
+            r"no more connections allowed|too many connections|"
+            r"too many clients|remaining connection slots are reserved",
+        ),
+        ("server shutting down", r"the database system is shutting down"),
+        (
+            "server starting up",
+            r"the database system is (?:starting up|not yet accepting connections|"
+            r"not accepting connections|in recovery mode)",
+        ),
         ("TLS required", r"server does not support SSL, but SSL was required"),
         ("TLS required", r"no pg_hba\.conf entry .*no encryption"),
         ("TLS required", r"SSL (?:connection )?is required|requires SSL|SSL off"),
@@ -61,19 +87,25 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"certificate verify failed|does not match host name|root certificate file",
         ),
         ("authentication failed", r"authentication failed|no password supplied"),
-        ("authentication failed", r'role ".*" does not exist'),
+        ("authentication failed", r'role ".*" does not exist|no pg_hba\.conf entry'),
         ("database does not exist", r'database ".*" does not exist'),
         ("nothing listening", r"Connection refused|No such file or directory"),
+        ("host unreachable", r"No route to host|Network is unreachable|Host is unreachable"),
+        ("name resolution failed", r"Temporary failure in name resolution"),
         (
             "unknown host",
-            r"could not translate host name|Name or service not known|"
-            r"nodename nor servname|Temporary failure in name resolution",
+            r"could not translate host name|failed to resolve host|Name or service not known|"
+            r"nodename nor servname|No address associated with hostname",
         ),
         ("timeout", r"timeout expired|timed out"),
         ("cannot open database", r"unable to open database file"),
     )
 )
-_SQLSTATE_KINDS = {"28P01": "authentication failed", "3D000": "database does not exist"}
+_SQLSTATE_KINDS = {
+    "28P01": "authentication failed",
+    "3D000": "database does not exist",
+    "53300": "too many connections",
+}
 
 
 @frozen
@@ -124,11 +156,56 @@ HINTS: dict[str, str] = {
     "(or verify-full)",
     "TLS certificate rejected": "check sslrootcert and that database.host matches the "
     "certificate (database.options)",
+    "host unreachable": "check the network path to " + _hint_keys("database.host"),
+    "name resolution failed": "the DNS server did not answer; check the resolver, or "
+    + _hint_keys("database.host"),
     "timeout": "no answer within connect_timeout: check the network path to database.host",
+    "server shutting down": "the server is stopping (a restart or failover?)",
+    "server starting up": "the server is starting or recovering (a standby with hot_standby "
+    "off never accepts connections)",
+    "too many connections": "the server's max_connections, the role's or database's "
+    "CONNECTION LIMIT, or pgbouncer's max_client_conn is reached: lower "
+    + _hint_keys("pool.size", "pool.max_overflow")
+    + " across processes, or raise the limit",
+    "server unavailable": "pgbouncer cannot log in to the PostgreSQL server behind it "
+    "(down, restarting or full); pgbouncer tries it again every server_login_retry seconds "
+    "(15 by default)",
     "cannot open database": "check "
     + _hint_keys("sqlite.path")
     + " and that its directory is writable",
 }
+
+
+# Whether a retry after a short backoff can succeed with the configuration unchanged.
+RETRYABLE: dict[str, bool] = {
+    "authentication failed": False,
+    "nothing listening": True,  # a server restarting (or a wrong port: the deadline bounds it)
+    "host unreachable": True,
+    "unknown host": False,
+    "name resolution failed": True,
+    "database does not exist": False,
+    "TLS required": False,
+    "TLS certificate rejected": False,
+    "timeout": True,
+    "server shutting down": True,
+    "server starting up": True,
+    "too many connections": True,
+    "server unavailable": True,
+    "cannot open database": False,
+    "connection failed": True,
+}
+
+
+def retry_advice(kind: str) -> str:
+    """The clause a connect failure's message ends with: can retrying soon help?"""
+    if not RETRYABLE.get(kind, False):
+        return "retrying will not help until the configuration or the server changes"
+    if kind == "server unavailable":
+        return (
+            "retrying can help, after a backoff of seconds: an immediate retry meets "
+            "the same refusal"
+        )
+    return "retrying after a short backoff can help"
 
 
 def _driver_message(exc: BaseException) -> tuple[str, str | None]:
@@ -148,6 +225,13 @@ def classify_failure(message: str, sqlstate: str | None = None) -> str:
         if pattern.search(message):
             return kind
     return "connection failed"
+
+
+def connect_failure(exc: BaseException) -> tuple[str, str]:
+    """(kind, one-line detail) of a driver error met while opening a connection: the
+    classification ``check``, ``migrate`` and the engines' error translation share."""
+    detail, sqlstate = _driver_message(exc)
+    return classify_failure(detail, sqlstate), _connect_detail(one_line(detail))
 
 
 def _connect_detail(text: str) -> str:

@@ -16,7 +16,16 @@ Two hooks, installed by :mod:`dbprofile.runtime.engines`, so callers wrap nothin
   55P03, SQLite "database is locked"     DatabaseLockNotAvailableError
   40P01                                  DatabaseDeadlockError
   connection lost mid-use                DatabaseConnectionLostError (a DatabaseTimeoutError)
+  connection lost during COMMIT          CommitOutcomeUnknownError (never retried)
+  a connection could not be opened       a DatabaseConnectError subclass, by the kind
+  (and pgbouncer's refusals mid-use)     :func:`dbprofile.runtime.diagnose.connect_failure`
+                                         finds, with ``kind``, ``target``, ``retryable``
   ====================================== ================================================
+
+  SQLAlchemy calls ``handle_error`` for a failed connect too (``connection`` is None,
+  ``is_disconnect`` often True): that is where a connect failure is translated, once,
+  whether it came from ``engine.connect()``, a ``Session``, or the reconnect after a
+  failed pre-ping. The pre-ping's own failure is left to SQLAlchemy (it reconnects).
 
 - the pool classes below turn a checkout timeout (every connection in use for
   ``pool.timeout`` seconds) into :class:`PoolTimeoutError`, a ``DatabaseTimeoutError``
@@ -36,20 +45,29 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from dbprofile.errors import (
+    CommitOutcomeUnknownError,
+    DatabaseAuthenticationError,
+    DatabaseConnectError,
     DatabaseConnectionLostError,
     DatabaseDeadlockError,
     DatabaseLockNotAvailableError,
     DatabaseTimeoutError,
+    DatabaseTLSError,
+    DatabaseUnavailableError,
+    DatabaseUnreachableError,
     ForeignKeyConstraintViolationError,
     UniqueConstraintViolationError,
 )
 from dbprofile.keys import env_of
+from dbprofile.pgurl import scrub
+from dbprofile.runtime.diagnose import HINTS, RETRYABLE, connect_failure, retry_advice
 
 __all__ = [
     "DatabaseConnectionLostError",
     "PoolTimeoutError",
     "TranslatingAsyncQueuePool",
     "TranslatingQueuePool",
+    "connect_error",
     "sqlstate_of",
     "translate_error",
 ]
@@ -146,6 +164,87 @@ def classify(exc: BaseException) -> tuple[type[Exception], str] | None:
     return None
 
 
+_CONNECT_CLASSES: dict[str, type[DatabaseConnectError]] = {
+    "nothing listening": DatabaseUnreachableError,
+    "host unreachable": DatabaseUnreachableError,
+    "unknown host": DatabaseUnreachableError,
+    "name resolution failed": DatabaseUnreachableError,
+    "timeout": DatabaseUnreachableError,
+    "connection failed": DatabaseUnreachableError,
+    "server shutting down": DatabaseUnavailableError,
+    "server starting up": DatabaseUnavailableError,
+    "too many connections": DatabaseUnavailableError,
+    "server unavailable": DatabaseUnavailableError,
+    "authentication failed": DatabaseAuthenticationError,
+    "TLS required": DatabaseTLSError,
+    "TLS certificate rejected": DatabaseTLSError,
+}
+# pgbouncer's own errors are protocol_violation (08P01); the server's are 57P03/53300.
+_REFUSAL_STATES = frozenset({None, "08P01", "57P03", "53300"})
+# Kinds pgbouncer reports on a client connection it has already accepted.
+_REFUSED_MID_USE = frozenset(
+    {"server unavailable", "too many connections", "server shutting down", "server starting up"}
+)
+
+
+def connect_error(
+    driver_exc: BaseException,
+    original: BaseException,
+    *,
+    target: str,
+    secrets: tuple[str | None, ...] = (),
+    through: bool = False,
+) -> DatabaseConnectError:
+    """The :class:`DatabaseConnectError` subclass for a failure to open a connection:
+    what was tried (``target``, masked), what it means, whether retrying soon can help."""
+    kind, detail = connect_failure(driver_exc)
+    cls = _CONNECT_CLASSES.get(kind, DatabaseConnectError)
+    what = "could not get a server connection through" if through else "could not connect to"
+    parts = [f"{what} {target}: {kind}: {detail}"]
+    if kind in HINTS:
+        parts.append(HINTS[kind])
+    parts.append(retry_advice(kind))
+    message = scrub("; ".join(parts), secrets)
+    return cls(message, original, kind=kind, target=target, retryable=RETRYABLE.get(kind, False))
+
+
+def _during_commit(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by the dialect's ``do_commit`` (SQLAlchemy passes no
+    statement for a COMMIT, so the traceback is what tells it from a ROLLBACK)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "do_commit":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_READS = ("select", "show")
+
+
+def _self_committing(context: ExceptionContext) -> bool:
+    """Whether the failed statement committed itself: a write under AUTOCOMMIT (set on
+    the connection's or the engine's execution options, or the dialect's isolation
+    level), whose outcome is as unknown as a COMMIT's when the connection breaks."""
+    conn = context.connection
+    if conn is None or context.statement is None:
+        return False
+    level = conn.get_execution_options().get("isolation_level") or getattr(
+        context.dialect, "isolation_level", None
+    )
+    if level != "AUTOCOMMIT":
+        return False
+    words = context.statement.split(None, 1)
+    return not words or words[0].lower() not in _READS
+
+
+def _target(context: ExceptionContext) -> tuple[str, tuple[str | None, ...]]:
+    engine = context.engine
+    if engine is None:
+        return "the database", ()
+    return engine.url.render_as_string(hide_password=True), (engine.url.password,)
+
+
 def translate_error(context: ExceptionContext) -> BaseException | None:
     """``handle_error`` listener: the translated exception, or ``None`` to keep SQLAlchemy's."""
     if context.is_pre_ping:
@@ -156,10 +255,37 @@ def translate_error(context: ExceptionContext) -> BaseException | None:
     if found is not None:
         cls, reason = found
         return cls(f"{reason}: {_first_line(driver_exc)}", original)
-    if context.is_disconnect and context.connection is not None:
+    if context.sqlalchemy_exception is None:
+        return None  # not a driver error (a bug in a listener, say): leave it alone
+    if context.connection is None:  # opening a connection failed
+        target, secrets = _target(context)
+        return connect_error(driver_exc, original, target=target, secrets=secrets)
+    refused = (
+        sqlstate_of(driver_exc) in _REFUSAL_STATES
+        and connect_failure(driver_exc)[0] in _REFUSED_MID_USE
+    )
+    if (context.is_disconnect or refused) and _during_commit(driver_exc):
+        return CommitOutcomeUnknownError(
+            "connection to the database was lost during COMMIT: the transaction may or may "
+            "not have been committed; check before doing the work again (never retried "
+            f"automatically): {_first_line(driver_exc)}",
+            original,
+        )
+    if context.is_disconnect and _self_committing(context):
+        return CommitOutcomeUnknownError(
+            "connection to the database was lost during a write in AUTOCOMMIT mode (it "
+            "commits itself): it may or may not have been applied; check before doing it "
+            f"again (never retried automatically): {_first_line(driver_exc)}",
+            original,
+        )
+    if refused:  # pgbouncer accepted us but cannot reach (or log in to) the server
+        target, secrets = _target(context)
+        return connect_error(driver_exc, original, target=target, secrets=secrets, through=True)
+    if context.is_disconnect:
         return DatabaseConnectionLostError(
             "connection to the database was lost (server restarted or network dropped); "
-            f"the pool discarded its stale connections, retry: {_first_line(driver_exc)}",
+            "the pool discarded its stale connections, so a retry gets a fresh one: "
+            f"{_first_line(driver_exc)}",
             original,
         )
     return None
