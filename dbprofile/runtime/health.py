@@ -71,7 +71,9 @@ def pool_state(engine: Engine) -> PoolState:
         size=_count(pool, "size"),
         checked_out=_count(pool, "checkedout"),
         checked_in=_count(pool, "checkedin"),
-        overflow=_count(pool, "overflow"),
+        # SQLAlchemy's overflow() is negative until the pool has opened `size`
+        # connections; the connections beyond size are max(0, overflow), as the gauges say.
+        overflow=None if (raw := _count(pool, "overflow")) is None else max(0, raw),
     )
 
 
