@@ -117,6 +117,17 @@ class DatabaseSpec:
     password: Secret | None = None
     options: tuple[tuple[str, str], ...] = ()
     pgbouncer: bool = default_of("database.pgbouncer")
+    # Timeouts and keepalives (seconds; None: unset, omitted from the JSON form).
+    connect_timeout: float | None = default_of("database.connect_timeout")
+    keepalives_idle: int | None = default_of("database.keepalives_idle")
+    keepalives_interval: int | None = default_of("database.keepalives_interval")
+    keepalives_count: int | None = default_of("database.keepalives_count")
+    tcp_user_timeout: float | None = default_of("database.tcp_user_timeout")
+    statement_timeout: float | None = default_of("database.statement_timeout")
+    lock_timeout: float | None = default_of("database.lock_timeout")
+    idle_in_transaction_session_timeout: float | None = default_of(
+        "database.idle_in_transaction_session_timeout"
+    )
 
 
 @frozen
@@ -338,6 +349,9 @@ _CONVERTER = Converter(
         "extra": (_extra_to_dict, _read_extra),
     },
     omit_when_empty=frozenset({"extra"}),
+    omit_when_none=frozenset(
+        k.name for k in KEYS_BY_PATH.values() if k.libpq is not None or k.setting is not None
+    ),
 )
 
 

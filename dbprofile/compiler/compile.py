@@ -54,7 +54,8 @@ def _value(tree: dict[str, Any], dotted: str) -> Any:
 def _typed(cls: type, name: str, value: Any) -> Any:
     """``value`` for attrs field ``name`` of ``cls`` (numbers become floats for a float)."""
     kind = attrs.fields_dict(cls)[name].type
-    return float(value) if kind in (float, "float") and value is not None else value
+    floats = (float, "float", "float | None")
+    return float(value) if kind in floats and value is not None else value
 
 
 def section_values(
@@ -124,6 +125,7 @@ def compile_spec(
         )
         problems.extend(option_problems)
         warnings.extend(option_warnings)
+        problems.extend(_twice_set(db_tree, options, merged))
         has_host = bool(db_tree.get("host")) or any(k == "host" for k, _ in options)
         missing = [
             name
@@ -208,6 +210,29 @@ def compile_spec(
 
 def _with_fingerprint(spec: EngineSpec) -> EngineSpec:
     return attrs.evolve(spec, fingerprint=fingerprint_of(spec))
+
+
+def _twice_set(
+    db_tree: dict[str, Any], options: tuple[tuple[str, str], ...], merged: Merged
+) -> list[Problem]:
+    """A libpq parameter set both by its key and in ``database.options``: one line each."""
+    out = []
+    given = {name for name, _ in options}
+    for key in KEYS:
+        if key.libpq is None or key.libpq not in given or db_tree.get(key.name) is None:
+            continue
+        file, line, origin = merged.locate(key.parts)
+        by = f" (set by {origin})" if origin else ""
+        out.append(
+            Problem(
+                file,
+                line,
+                key=key.path,
+                message=f"set both here and as database.options.{key.libpq}; "
+                f"keep one (the key is preferred){by}",
+            )
+        )
+    return out
 
 
 def _how_to_set(component: str) -> str:

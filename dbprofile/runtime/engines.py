@@ -1,12 +1,13 @@
 """EngineSpec -> SQLAlchemy engines (sync and async), pooled exactly as the spec says.
 
 :func:`engine_arguments` turns a spec into SQLAlchemy's arguments: the URL (from
-:mod:`dbprofile.runtime.drivers`), the pool class and its settings, the driver's
-``connect_timeout`` (Letta's unless the profile sets one:
-:func:`default_connect_timeout`), pgbouncer's ``prepare_threshold=None``, SQLite's
-``StaticPool`` for ``:memory:``. :func:`create_engine` and :func:`create_async_engine`
-then install error translation (:mod:`dbprofile.runtime.translate`), the SQLite hooks
-(:mod:`dbprofile.runtime.sqlite`) and, when ``monitoring.enabled``, the pool monitor.
+:mod:`dbprofile.runtime.drivers`), the pool class and its settings, the timeout and
+keepalive parameters (:mod:`dbprofile.runtime.timeouts`), pgbouncer's
+``prepare_threshold=None``, SQLite's ``StaticPool`` for ``:memory:``.
+:func:`create_engine` and :func:`create_async_engine` then install error translation
+(:mod:`dbprofile.runtime.translate`), the SQLite hooks
+(:mod:`dbprofile.runtime.sqlite`), the per-transaction timeouts and the bounded pre-ping
+(:mod:`dbprofile.runtime.timeouts`) and, when ``monitoring.enabled``, the pool monitor.
 
 Secrets are resolved from ``environ`` (default ``os.environ``) here, at engine creation,
 and go only into the engine's URL; ``repr`` and logs show ``***``. What an engine gets
@@ -15,7 +16,6 @@ from each spec key: see docs/runtime.md.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -33,12 +33,13 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - exercised in a subproc
 from dbprofile.runtime.drivers import postgres_url, sqlite_url
 from dbprofile.runtime.resolve import resolve_password
 from dbprofile.runtime.sqlite import MEMORY, install_sqlite_hooks, prepare_sqlite_path
+from dbprofile.runtime.timeouts import install_timeouts, libpq_arguments
 from dbprofile.runtime.translate import (
     TranslatingAsyncQueuePool,
     TranslatingQueuePool,
     translate_error,
 )
-from dbprofile.spec import EngineSpec, PoolSpec
+from dbprofile.spec import EngineSpec
 
 if TYPE_CHECKING:  # the ORM costs ~50 ms to import, the asyncio extension needs greenlet
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -90,8 +91,7 @@ def engine_arguments(
         if db is None:
             raise SpecError("database", "engine is postgresql but the spec has no database")
         url = postgres_url(db, resolve_password(spec, env))
-        if not any(key == "connect_timeout" for key, _ in db.options):
-            connect_args["connect_timeout"] = default_connect_timeout(pool)
+        connect_args.update(libpq_arguments(db, pool))
         if db.pgbouncer:
             connect_args["prepare_threshold"] = None
     elif spec.engine == "sqlite":
@@ -122,18 +122,6 @@ def engine_arguments(
     return url, kwargs
 
 
-# Under NullPool Letta 0.16.8 sets no connect timeout, so asyncpg's default applies.
-NULLPOOL_CONNECT_TIMEOUT = 60
-
-
-def default_connect_timeout(pool: PoolSpec) -> int:
-    """libpq's ``connect_timeout`` when the profile sets none: what Letta 0.16.8 uses —
-    ``pool.timeout`` when pooled, asyncpg's 60 s under NullPool (whole seconds, >= 1)."""
-    if not pool.enabled:
-        return NULLPOOL_CONNECT_TIMEOUT
-    return max(1, math.ceil(pool.timeout))
-
-
 def _merge_overrides(kwargs: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(kwargs)
     for key, value in overrides.items():
@@ -158,6 +146,8 @@ def _driver_missing(exc: ModuleNotFoundError) -> Exception:
 
 def _install(sync_engine: Engine, spec: EngineSpec) -> None:
     event.listen(sync_engine, "handle_error", translate_error)
+    if spec.database is not None:
+        install_timeouts(sync_engine, spec.database, spec.pool)
     if spec.engine == "sqlite":
         path = str(sync_engine.url.database or MEMORY)
         install_sqlite_hooks(sync_engine, path=path, busy_timeout=spec.pool.timeout)
