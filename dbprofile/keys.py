@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from attrs import frozen
 
-KeyType = Literal["string", "integer", "number", "boolean", "secret", "options"]
+KeyType = Literal["string", "integer", "number", "boolean", "secret", "options", "list"]
 
 
 @frozen
@@ -203,6 +203,26 @@ KEYS: tuple[Key, ...] = (
         minimum=0,
         maximum=86_400,
         setting="idle_in_transaction_session_timeout",
+    ),
+    Key(
+        "database.replicas",
+        "list",
+        "Read replicas: PostgreSQL URIs (postgresql://app@replica1:5432/letta). Each takes "
+        "the primary's database name, user, password and options unless its URI gives them "
+        "(a password in a replica URI is refused: replicas use database.password). The "
+        "variable is comma-separated. Read-only sessions of dbprofile.routing_sessionmaker "
+        'go to a healthy replica; create_engine(spec, role="replica") opens one.',
+        env="LETTA_PG_REPLICA_URIS",
+    ),
+    Key(
+        "database.replica_max_lag",
+        "number",
+        "Seconds a replica may lag behind the primary and still serve reads "
+        "(now() - pg_last_xact_replay_timestamp(), 0 when it has replayed all it received). "
+        "Unset: no limit.",
+        env="LETTA_PG_REPLICA_MAX_LAG",
+        minimum=0,
+        maximum=86_400,
     ),
     Key(
         "sqlite.path",

@@ -198,8 +198,10 @@ def _extension_problems(spec: EngineSpec) -> list[str]:
         if key.type in ("secret", "options") or key.section == "sqlite":
             continue
         value = spec_value(spec, key)
-        if value is not None and value != key.default:
-            shown = f"{value:g}" if isinstance(value, float) else value
+        if value not in (None, ()) and value != key.default:
+            shown: object = f"{value:g}" if isinstance(value, float) else value
+            if isinstance(value, tuple):
+                shown = ",".join(r.url for r in value)
             out.append(
                 f"{key.path}={shown}: a dbprofile setting Letta has no counterpart for; "
                 "leave it unset for a profile Letta also runs"

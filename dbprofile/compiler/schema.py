@@ -58,6 +58,13 @@ def _key_schema(key: Key) -> dict[str, Any]:
                 "minItems": 1,
             },
         }
+    if key.type == "list":
+        return {
+            "type": "array",
+            "description": key.description,
+            "items": {"type": "string", "minLength": 1},
+            "x-env": key.env,
+        }
     out: dict[str, Any] = {"type": key.type, "description": key.description}
     if key.default is not None:
         out["default"] = key.default
