@@ -30,6 +30,7 @@ if _typing.TYPE_CHECKING:
         create_engine,
         sessionmaker,
     )
+    from dbprofile.runtime.replicas import routing_sessionmaker
     from dbprofile.spec import load_spec
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "create_async_engine",
     "create_engine",
     "load_spec",
+    "routing_sessionmaker",
     "sessionmaker",
 ]
 
@@ -62,6 +64,7 @@ _LAZY = {
     "create_async_engine": "dbprofile.runtime.engines",
     "sessionmaker": "dbprofile.runtime.engines",
     "async_sessionmaker": "dbprofile.runtime.engines",
+    "routing_sessionmaker": "dbprofile.runtime.replicas",
 }
 
 

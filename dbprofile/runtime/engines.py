@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dbprofile.errors import DriverMissingError, SpecError
 
@@ -137,6 +137,16 @@ def _merge_overrides(kwargs: dict[str, Any], overrides: Mapping[str, Any]) -> di
     return merged
 
 
+def _for_role(spec: EngineSpec, role: str, replica: int | None) -> EngineSpec:
+    if role == "primary" and replica is None:
+        return spec
+    if role not in ("primary", "replica"):
+        raise ValueError(f"role must be 'primary' or 'replica', got {role!r}")
+    from dbprofile.runtime.replicas import replica_spec
+
+    return replica_spec(spec, replica)
+
+
 def _driver_missing(exc: ModuleNotFoundError) -> Exception:
     name = (exc.name or "").split(".")[0]
     if name in _DRIVER_PACKAGES:
@@ -168,6 +178,8 @@ def _monitor(engine: Engine, spec: EngineSpec, name: str | None, registry: Any) 
 def create_engine(
     spec: EngineSpec,
     *,
+    role: Literal["primary", "replica"] = "primary",
+    replica: int | None = None,
     environ: Mapping[str, str] | None = None,
     name: str | None = None,
     registry: Any = None,
@@ -175,10 +187,14 @@ def create_engine(
 ) -> Engine:
     """A pooled, error-translating, monitored ``sqlalchemy.Engine`` for ``spec``.
 
-    ``environ`` resolves secret references (default ``os.environ``); ``name`` and
-    ``registry`` label and collect the pool metrics; ``overrides`` go to
-    ``sqlalchemy.create_engine`` last (``connect_args`` are merged key by key).
+    ``role="replica"`` opens the read replicas (``database.replicas``) instead of the
+    primary: replica number ``replica`` (0-based), or all of them as one multi-host URL
+    that connects to the first standby answering. ``environ`` resolves secret references
+    (default ``os.environ``); ``name`` and ``registry`` label and collect the pool metrics;
+    ``overrides`` go to ``sqlalchemy.create_engine`` last (``connect_args`` are merged key
+    by key).
     """
+    spec = _for_role(spec, role, replica)
     url, kwargs = engine_arguments(spec, environ=environ, async_=False)
     try:
         engine = sqlalchemy.create_engine(url, **_merge_overrides(kwargs, overrides))
@@ -192,6 +208,8 @@ def create_engine(
 def create_async_engine(
     spec: EngineSpec,
     *,
+    role: Literal["primary", "replica"] = "primary",
+    replica: int | None = None,
     environ: Mapping[str, str] | None = None,
     name: str | None = None,
     registry: Any = None,
@@ -203,6 +221,7 @@ def create_async_engine(
     except ImportError as exc:
         raise DriverMissingError("greenlet", "runtime", "an async engine") from exc
 
+    spec = _for_role(spec, role, replica)
     url, kwargs = engine_arguments(spec, environ=environ, async_=True)
     try:
         engine = sa_create_async_engine(url, **_merge_overrides(kwargs, overrides))
