@@ -195,6 +195,8 @@ def create_engine(
     by key).
     """
     spec = _for_role(spec, role, replica)
+    if role == "replica" and name is None:
+        name = f"{spec.profile or 'default'}-replica"
     url, kwargs = engine_arguments(spec, environ=environ, async_=False)
     try:
         engine = sqlalchemy.create_engine(url, **_merge_overrides(kwargs, overrides))
@@ -222,6 +224,8 @@ def create_async_engine(
         raise DriverMissingError("greenlet", "runtime", "an async engine") from exc
 
     spec = _for_role(spec, role, replica)
+    if role == "replica" and name is None:
+        name = f"{spec.profile or 'default'}-replica"
     url, kwargs = engine_arguments(spec, environ=environ, async_=True)
     try:
         engine = sa_create_async_engine(url, **_merge_overrides(kwargs, overrides))

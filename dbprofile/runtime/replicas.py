@@ -251,8 +251,9 @@ def routing_sessionmaker(
     if db is None:
         raise SpecError("database", "read replicas need a PostgreSQL spec")
     primary = create_engine(spec, environ=environ)
+    label = f"{spec.profile or 'default'}-replica"
     replicas = [
-        create_engine(replica_spec(spec, i), environ=environ, name=f"{spec.profile}-replica{i}")
+        create_engine(spec, role="replica", replica=i, environ=environ, name=f"{label}{i}")
         for i in range(len(db.replicas))
     ]
     router = ReplicaRouter(
