@@ -30,7 +30,7 @@ if _typing.TYPE_CHECKING:
         create_engine,
         sessionmaker,
     )
-    from dbprofile.runtime.replicas import routing_sessionmaker
+    from dbprofile.runtime.replicas import async_routing_sessionmaker, routing_sessionmaker
     from dbprofile.spec import load_spec
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "SecretError",
     "SpecError",
     "UniqueConstraintViolationError",
+    "async_routing_sessionmaker",
     "async_sessionmaker",
     "compile_profile",
     "create_async_engine",
@@ -65,6 +66,7 @@ _LAZY = {
     "sessionmaker": "dbprofile.runtime.engines",
     "async_sessionmaker": "dbprofile.runtime.engines",
     "routing_sessionmaker": "dbprofile.runtime.replicas",
+    "async_routing_sessionmaker": "dbprofile.runtime.replicas",
 }
 
 

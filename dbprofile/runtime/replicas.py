@@ -8,7 +8,8 @@
   ``database.replica_max_lag`` seconds (checked at most once per ``check_interval`` per
   replica, with ``now() - pg_last_xact_replay_timestamp()``, 0 when it has replayed all
   it received). No healthy replica: the primary.
-- :class:`RoutingSession` (made by :func:`routing_sessionmaker`) sends a ``readonly=True``
+- :class:`RoutingSession` (made by :func:`routing_sessionmaker`; the sync half of the
+  ``AsyncSession`` of :func:`async_routing_sessionmaker`) sends a ``readonly=True``
   session's transactions to the router's pick and everything else (and every flush) to
   the primary. When the first statement of a read-only transaction fails because its
   replica is gone, the replica is marked down and the statement runs again on the next
@@ -26,7 +27,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import sqlalchemy.exc
@@ -38,7 +39,16 @@ from sqlalchemy.orm import sessionmaker as sa_sessionmaker
 from dbprofile.errors import DatabaseTimeoutError, SpecError
 from dbprofile.spec import DatabaseSpec, EngineSpec, render_url
 
-__all__ = ["ReplicaRouter", "RoutingSession", "replica_spec", "routing_sessionmaker"]
+if TYPE_CHECKING:  # the asyncio extension needs greenlet
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+__all__ = [
+    "ReplicaRouter",
+    "RoutingSession",
+    "async_routing_sessionmaker",
+    "replica_spec",
+    "routing_sessionmaker",
+]
 
 _T = TypeVar("_T")
 
@@ -119,6 +129,7 @@ class ReplicaRouter:
         self.check_interval = check_interval
         self._replicas = [_Replica(e) for e in replicas]
         self._turn = 0
+        self.async_engines: tuple[AsyncEngine, ...] = ()  # set by async_routing_sessionmaker
 
     @property
     def replicas(self) -> list[Engine]:
@@ -164,6 +175,11 @@ class ReplicaRouter:
     def dispose(self) -> None:
         for engine in (self.primary, *self.replicas):
             engine.dispose()
+
+    async def adispose(self) -> None:
+        """Dispose of the async engines this router was made from."""
+        for engine in self.async_engines:
+            await engine.dispose()
 
 
 class RoutingSession(Session):
@@ -262,3 +278,40 @@ def routing_sessionmaker(
     kwargs.setdefault("expire_on_commit", False)
     kwargs.setdefault("autoflush", False)
     return sa_sessionmaker(bind=primary, class_=RoutingSession, router=router, **kwargs)
+
+
+def async_routing_sessionmaker(
+    spec: EngineSpec,
+    *,
+    environ: Mapping[str, str] | None = None,
+    check_interval: float = 1.0,
+    **kwargs: Any,
+) -> async_sessionmaker[AsyncSession]:
+    """The async counterpart of :func:`routing_sessionmaker`: ``AsyncSession(readonly=True)``
+    reads from a healthy replica; ``await factory.kw["router"].adispose()`` closes every
+    engine."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from dbprofile.runtime.engines import create_async_engine
+
+    db = spec.database
+    if db is None:
+        raise SpecError("database", "read replicas need a PostgreSQL spec")
+    label = f"{spec.profile or 'default'}-replica"
+    primary = create_async_engine(spec, environ=environ)
+    replicas = [
+        create_async_engine(spec, role="replica", replica=i, environ=environ, name=f"{label}{i}")
+        for i in range(len(db.replicas))
+    ]
+    router = ReplicaRouter(
+        primary.sync_engine,
+        [r.sync_engine for r in replicas],
+        max_lag=db.replica_max_lag,
+        check_interval=check_interval,
+    )
+    router.async_engines = (primary, *replicas)
+    kwargs.setdefault("expire_on_commit", False)
+    kwargs.setdefault("autoflush", False)
+    return async_sessionmaker(
+        bind=primary, sync_session_class=RoutingSession, router=router, **kwargs
+    )

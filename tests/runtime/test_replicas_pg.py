@@ -14,7 +14,12 @@ import pytest
 from attrs import evolve
 from sqlalchemy import text
 
-from dbprofile import create_async_engine, create_engine, routing_sessionmaker
+from dbprofile import (
+    async_routing_sessionmaker,
+    create_async_engine,
+    create_engine,
+    routing_sessionmaker,
+)
 from dbprofile.errors import SpecError
 from dbprofile.spec import EngineSpec, PoolSpec, ReplicaSpec
 from tests.pg import PostgresServer, ReplicaServer
@@ -173,3 +178,31 @@ def test_a_replica_lagging_beyond_the_limit_is_skipped(
             assert session.execute(IN_RECOVERY).scalar() is True
     finally:
         factory.kw["router"].dispose()
+
+
+def test_async_readonly_sessions_read_from_the_replica_and_fail_over_to_the_primary(
+    pg: PostgresServer, replica: ReplicaServer, env: dict[str, str]
+) -> None:
+    factory = async_routing_sessionmaker(
+        spec_with_replica(pg, replica), environ=env, check_interval=0.1
+    )
+
+    async def where(readonly: bool) -> bool:
+        async with factory(readonly=readonly) as session:
+            return bool((await session.execute(IN_RECOVERY)).scalar())
+
+    async def run() -> list[bool]:
+        try:
+            seen = [await where(True), await where(False)]
+            replica.stop()
+            try:
+                seen.append(await where(True))  # no replica: the primary, no error
+            finally:
+                replica.start()
+            await asyncio.sleep(0.3)
+            seen.append(await where(True))
+            return seen
+        finally:
+            await factory.kw["router"].adispose()
+
+    assert asyncio.run(run()) == [True, False, False, True]
