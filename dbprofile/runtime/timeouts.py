@@ -45,6 +45,7 @@ __all__ = [
 
 # Under NullPool Letta 0.16.8 sets no connect timeout, so asyncpg's default applies.
 NULLPOOL_CONNECT_TIMEOUT = 60
+_TICK = 0.25  # seconds between the idle watchdog's wake-ups
 _MILLISECONDS = frozenset({"tcp_user_timeout"})  # libpq parameters in ms (the key: s)
 _LIBPQ_KEYS = tuple(k for k in KEYS if k.libpq is not None and k.section == "database")
 _SETTING_KEYS = tuple(k for k in KEYS if k.setting is not None and k.section == "database")
@@ -159,7 +160,7 @@ class _Watchdog:
         self._fired: set[int] = set()
         self._next = 0
         self._pid = -1
-        self._wake = math.inf  # when the thread wakes next (inf: when notified)
+        self._wake = -math.inf  # when the thread wakes next (-inf: not started)
 
     def arm(self, fd: int, timeout: float) -> int:
         with self._cond:
@@ -195,8 +196,10 @@ class _Watchdog:
                     _, fd = self._armed.pop(alarm)
                     self._fired.add(alarm)
                     _shut_down(fd)
-                self._wake = min((d for d, _ in self._armed.values()), default=math.inf)
-                self._cond.wait(None if self._wake == math.inf else self._wake - now)
+                # Idle, it still wakes every _TICK s, so an alarm armed meanwhile (due
+                # later than that) needs no notify: arm() stays a lock and a dict insert.
+                self._wake = min((d for d, _ in self._armed.values()), default=now + _TICK)
+                self._cond.wait(self._wake - now)
 
 
 def _shut_down(fd: int) -> None:
