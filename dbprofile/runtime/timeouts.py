@@ -66,7 +66,9 @@ def connect_timeout_of(db: DatabaseSpec, pool: PoolSpec) -> float:
     for key, value in reversed(db.options):
         if key == "connect_timeout":
             with contextlib.suppress(ValueError):
-                return max(1.0, float(value))
+                if float(value) > 0:  # 0: libpq waits forever; the ping still gets a bound
+                    return max(2.0, float(value))  # libpq's least
+            break
     return float(default_connect_timeout(pool))
 
 
