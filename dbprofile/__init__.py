@@ -42,6 +42,7 @@ if _typing.TYPE_CHECKING:
         sessionmaker,
     )
     from dbprofile.runtime.health import Health, health
+    from dbprofile.runtime.replicas import async_routing_sessionmaker, routing_sessionmaker
     from dbprofile.runtime.retry import retrying
     from dbprofile.spec import load_spec
 
@@ -71,6 +72,7 @@ __all__ = [
     "SecretError",
     "SpecError",
     "UniqueConstraintViolationError",
+    "async_routing_sessionmaker",
     "async_sessionmaker",
     "compile_profile",
     "create_async_engine",
@@ -78,6 +80,7 @@ __all__ = [
     "health",
     "load_spec",
     "retrying",
+    "routing_sessionmaker",
     "sessionmaker",
 ]
 
@@ -92,6 +95,8 @@ _LAZY = {
     "Health": "dbprofile.runtime.health",
     "health": "dbprofile.runtime.health",
     "retrying": "dbprofile.runtime.retry",
+    "routing_sessionmaker": "dbprofile.runtime.replicas",
+    "async_routing_sessionmaker": "dbprofile.runtime.replicas",
 }
 
 

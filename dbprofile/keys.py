@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from attrs import frozen
 
-KeyType = Literal["string", "integer", "number", "boolean", "secret", "options"]
+KeyType = Literal["string", "integer", "number", "boolean", "secret", "options", "list"]
 
 
 @frozen
@@ -38,6 +38,10 @@ class Key:
     # How Letta 0.16.8 types the variable (pydantic-settings): "int", "bool", "str";
     # None: not a Letta variable (a dbprofile extension).
     letta: Literal["int", "bool", "str"] | None = None
+    # The libpq connection parameter the key sets (its unit: see docs/runtime.md), or the
+    # PostgreSQL setting the runtime applies to every transaction; None for neither.
+    libpq: str | None = None
+    setting: str | None = None
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -118,6 +122,107 @@ KEYS: tuple[Key, ...] = (
         "statements (prepare_threshold=None) so statements never land on another session.",
         default=False,
         env="LETTA_PG_PGBOUNCER",
+    ),
+    Key(
+        "database.connect_timeout",
+        "number",
+        "Seconds to wait for a new connection (libpq connect_timeout, per host of a "
+        "multi-host list), and the longest a pre-ping may take. Unset: Letta's value "
+        "(pool.timeout when pooled, 60 under NullPool). pool.timeout stays the wait for a "
+        "free pooled connection.",
+        env="LETTA_PG_CONNECT_TIMEOUT",
+        exclusive_minimum=0,
+        maximum=3600,
+        libpq="connect_timeout",
+    ),
+    Key(
+        "database.keepalives_idle",
+        "integer",
+        "Seconds a connection is idle before TCP keepalive probes start (libpq "
+        "keepalives_idle). Unset: the operating system's (2 hours on Linux).",
+        env="LETTA_PG_KEEPALIVES_IDLE",
+        minimum=1,
+        maximum=86_400,
+        libpq="keepalives_idle",
+    ),
+    Key(
+        "database.keepalives_interval",
+        "integer",
+        "Seconds between unanswered TCP keepalive probes (libpq keepalives_interval).",
+        env="LETTA_PG_KEEPALIVES_INTERVAL",
+        minimum=1,
+        maximum=3600,
+        libpq="keepalives_interval",
+    ),
+    Key(
+        "database.keepalives_count",
+        "integer",
+        "Unanswered TCP keepalive probes before the connection is dead (libpq keepalives_count).",
+        env="LETTA_PG_KEEPALIVES_COUNT",
+        minimum=1,
+        maximum=100,
+        libpq="keepalives_count",
+    ),
+    Key(
+        "database.tcp_user_timeout",
+        "number",
+        "Seconds sent data may stay unacknowledged before the connection is dropped "
+        "(libpq tcp_user_timeout, Linux; bounds a request to a vanished server). 0: the "
+        "operating system's.",
+        env="LETTA_PG_TCP_USER_TIMEOUT",
+        minimum=0,
+        maximum=3600,
+        libpq="tcp_user_timeout",
+    ),
+    Key(
+        "database.statement_timeout",
+        "number",
+        "Seconds a statement may run before the server cancels it (DatabaseTimeoutError). "
+        "Applied per transaction, so it also holds behind PgBouncer. 0: no limit.",
+        env="LETTA_PG_STATEMENT_TIMEOUT",
+        minimum=0,
+        maximum=86_400,
+        setting="statement_timeout",
+    ),
+    Key(
+        "database.lock_timeout",
+        "number",
+        "Seconds a statement may wait for a lock (DatabaseLockNotAvailableError). Applied "
+        "per transaction, so it also holds behind PgBouncer. 0: no limit.",
+        env="LETTA_PG_LOCK_TIMEOUT",
+        minimum=0,
+        maximum=86_400,
+        setting="lock_timeout",
+    ),
+    Key(
+        "database.idle_in_transaction_session_timeout",
+        "number",
+        "Seconds a transaction may sit idle before the server ends the session. Applied "
+        "per transaction, so it also holds behind PgBouncer. 0: no limit.",
+        env="LETTA_PG_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+        minimum=0,
+        maximum=86_400,
+        setting="idle_in_transaction_session_timeout",
+    ),
+    Key(
+        "database.replicas",
+        "list",
+        "Read replicas: PostgreSQL URIs (postgresql://app@replica1:5432/letta). Each takes "
+        "the primary's database name, user, password and options unless its URI gives them "
+        "(a password in a replica URI is refused: replicas use database.password). The "
+        "variable is comma-separated. Read-only sessions of dbprofile.routing_sessionmaker "
+        'go to a healthy replica; create_engine(spec, role="replica") opens one.',
+        env="LETTA_PG_REPLICA_URIS",
+    ),
+    Key(
+        "database.replica_max_lag",
+        "number",
+        "Seconds a replica may lag behind the primary and still serve reads "
+        "(now() - pg_last_xact_replay_timestamp(), 0 when it has replayed all it received). "
+        "Unset: no limit.",
+        env="LETTA_PG_REPLICA_MAX_LAG",
+        minimum=0,
+        maximum=86_400,
     ),
     Key(
         "sqlite.path",

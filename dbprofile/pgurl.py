@@ -275,7 +275,9 @@ def parse_uri(uri: str) -> PgUrl | SqliteUri:
     """A database URI as a :class:`PgUrl` or :class:`SqliteUri`, or :class:`UriError`."""
     if not isinstance(uri, str) or not uri.strip():
         raise UriError("must be a URL like postgresql://user@host:5432/db")
-    uri = uri.strip()
+    # Blanks before the scheme and a line end after the URL are not part of it (a value
+    # pasted from a file); a trailing space may be (a database named "x ").
+    uri = uri.lstrip().rstrip("\r\n")
     scheme, sep, rest = uri.partition("://")
     if not sep:
         raise UriError("is not a URL (expected postgresql://... or sqlite:///...)")

@@ -43,6 +43,7 @@ __all__ = [
     "MonitoringSpec",
     "Origin",
     "PoolSpec",
+    "ReplicaSpec",
     "Secret",
     "SqliteSpec",
     "canonical_json",
@@ -101,6 +102,20 @@ class Origin:
 
 
 @frozen(kw_only=True)
+class ReplicaSpec:
+    """A read replica: its components (inherited from the primary where its URI gives
+    none) and its display URL."""
+
+    host: str | None = None
+    port: int | None = None
+    name: str
+    user: str
+    password: Secret | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    url: str = ""
+
+
+@frozen(kw_only=True)
 class DatabaseSpec:
     """PostgreSQL connection components (always the psycopg 3 driver).
 
@@ -117,6 +132,19 @@ class DatabaseSpec:
     password: Secret | None = None
     options: tuple[tuple[str, str], ...] = ()
     pgbouncer: bool = default_of("database.pgbouncer")
+    # Timeouts and keepalives (seconds; None: unset, omitted from the JSON form).
+    connect_timeout: float | None = default_of("database.connect_timeout")
+    keepalives_idle: int | None = default_of("database.keepalives_idle")
+    keepalives_interval: int | None = default_of("database.keepalives_interval")
+    keepalives_count: int | None = default_of("database.keepalives_count")
+    tcp_user_timeout: float | None = default_of("database.tcp_user_timeout")
+    statement_timeout: float | None = default_of("database.statement_timeout")
+    lock_timeout: float | None = default_of("database.lock_timeout")
+    idle_in_transaction_session_timeout: float | None = default_of(
+        "database.idle_in_transaction_session_timeout"
+    )
+    replicas: tuple[ReplicaSpec, ...] = ()
+    replica_max_lag: float | None = default_of("database.replica_max_lag")
 
 
 @frozen
@@ -337,7 +365,12 @@ _CONVERTER = Converter(
         "provenance": (_provenance_to_dict, _read_provenance),
         "extra": (_extra_to_dict, _read_extra),
     },
-    omit_when_empty=frozenset({"extra"}),
+    omit_when_empty=frozenset({"extra", "replicas"}),
+    omit_when_none=frozenset(
+        k.name
+        for k in KEYS_BY_PATH.values()
+        if k.libpq is not None or k.setting is not None or k.name == "replica_max_lag"
+    ),
 )
 
 

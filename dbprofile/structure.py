@@ -6,9 +6,10 @@ structuring reads a mapping whose keys must be fields (no extras), each value ch
 against the field's annotation (``str``, ``int``, ``float``, ``bool``, ``X | None``,
 ``Literal[...]``, ``tuple[X, ...]``, another attrs class). Where a value's JSON form
 differs from its attrs form, a hook (writer, reader) registered by class or field name
-takes over. A wrong value raises :class:`Invalid` naming its key path
-(``pool.size: must be an integer, got a string``). Cheap: no cattrs import, annotations
-resolved once per class.
+takes over; fields named in ``omit_when_empty`` (``omit_when_none``) are left out when
+empty (None) and read back as their default. A wrong value raises :class:`Invalid`
+naming its key path (``pool.size: must be an integer, got a string``). Cheap: no cattrs
+import, annotations resolved once per class.
 """
 
 from __future__ import annotations
@@ -111,9 +112,11 @@ class Converter:
         self,
         hooks: Mapping[str, tuple[Writer, Reader]],
         omit_when_empty: frozenset[str] = frozenset(),
+        omit_when_none: frozenset[str] = frozenset(),
     ) -> None:
         self.hooks = dict(hooks)
         self.omit_when_empty = omit_when_empty
+        self.omit_when_none = omit_when_none
         self._plans: dict[type, tuple[dict[str, Reader], tuple[str, ...]]] = {}
 
     def unstructure(self, value: Any, name: str = "") -> Any:
@@ -127,6 +130,8 @@ class Converter:
             for f in attrs.fields(type(value)):
                 item = getattr(value, f.name)
                 if f.name in self.omit_when_empty and not item:
+                    continue
+                if item is None and f.name in self.omit_when_none:
                     continue
                 out[f.name] = self.unstructure(item, f.name)
             return out

@@ -27,6 +27,11 @@ Fixtures (session scoped, started on first use, stopped at the end of the sessio
 ``pg_small`` -> :class:`PostgresServer`
     Like ``pg`` with ``max_connections = 20`` (``PostgresServer(max_connections=...)``),
     for the capacity check.
+``replica`` -> :class:`ReplicaServer`
+    A streaming hot-standby replica of ``pg`` (``pg_basebackup -R`` from its cluster,
+    which initdb already set up for it: ``wal_level = replica`` and a ``replication``
+    line in pg_hba), on its own free port, same superuser and password.
+    ``replica.wait_caught_up()`` waits until it has replayed all the primary wrote.
 
 ``pgbouncer`` -> :class:`PgbouncerServer`
     pgbouncer in transaction mode in front of ``pg``: ``default_pool_size = 2``, every
@@ -60,7 +65,7 @@ from urllib.parse import quote
 
 import pytest
 
-__all__ = ["PgbouncerServer", "PostgresServer", "find_pg_bindir", "free_port"]
+__all__ = ["PgbouncerServer", "PostgresServer", "ReplicaServer", "find_pg_bindir", "free_port"]
 
 SERVER_USER = "postgres"
 
@@ -483,6 +488,55 @@ class PostgresServer(_Addressable):
             return ""
 
 
+class ReplicaServer(PostgresServer):
+    """A streaming replica of a :class:`PostgresServer`: ``pg_basebackup -R`` of its
+    cluster into a new data directory, started as a hot standby on a free port."""
+
+    def __init__(self, bindir: Path, primary: PostgresServer) -> None:
+        super().__init__(bindir)
+        self.primary = primary
+        self.password = primary.password
+
+    def init(self) -> None:
+        _run(
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-D",
+                str(self.datadir),
+                "-R",  # standby.signal + primary_conninfo
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+                "-d",
+                self.primary.conninfo(),
+            ],
+            what="pg_basebackup",
+        )
+        self.port = free_port()
+        with (self.datadir / "postgresql.conf").open("a", encoding="utf-8") as fh:
+            fh.write(
+                "\n# tests/pg.py: the replica\n"
+                f"port = {self.port}\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                "hot_standby = on\n"
+                "wal_receiver_status_interval = 1s\n"
+            )
+
+    def wait_caught_up(self, timeout: float = 15) -> None:
+        """Until the replica has replayed everything the primary has written."""
+        # The insert position: with synchronous_commit = off a commit may not be written yet.
+        target = self.primary.execute("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            behind = self.execute("SELECT pg_last_wal_replay_lsn() < %s::pg_lsn", [target])[0][0]
+            if behind is False:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"replica did not catch up within {timeout} s")
+
+
 # --------------------------------------------------------------------------- pgbouncer
 
 
@@ -648,6 +702,26 @@ def _serve_postgres(
     except Exception as exc:
         server.cleanup()
         pytest.fail(f"could not start PostgreSQL: {exc}\n{server.log_tail()}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def replica(pg: PostgresServer) -> Iterator[ReplicaServer]:
+    """A streaming hot-standby replica of ``pg`` for the whole session (``replica.stop()``
+    and ``replica.start()`` simulate its loss; ``replica.wait_caught_up()``)."""
+    bindir = _require_pg_bindir()
+    server = ReplicaServer(bindir, pg)
+    atexit.register(server.cleanup)
+    try:
+        server.init()
+        server.start()
+        server.wait_caught_up()
+    except Exception as exc:
+        server.cleanup()
+        pytest.fail(f"could not start the replica: {exc}\n{server.log_tail()}", pytrace=False)
     try:
         yield server
     finally:

@@ -20,6 +20,7 @@ from dbprofile.compiler.load import KeyPath
 from dbprofile.compiler.merge import Merged, Step
 from dbprofile.errors import Problem
 from dbprofile.keys import KEYS, KEYS_BY_PATH, PG_COMPONENTS, RELAXED_PROFILES, env_of
+from dbprofile.pgurl import PgUrl, UriError, parse_uri
 from dbprofile.spec import (
     DatabaseSpec,
     EncryptionSpec,
@@ -27,6 +28,7 @@ from dbprofile.spec import (
     MonitoringSpec,
     Origin,
     PoolSpec,
+    ReplicaSpec,
     Secret,
     SqliteSpec,
     fingerprint_of,
@@ -54,7 +56,8 @@ def _value(tree: dict[str, Any], dotted: str) -> Any:
 def _typed(cls: type, name: str, value: Any) -> Any:
     """``value`` for attrs field ``name`` of ``cls`` (numbers become floats for a float)."""
     kind = attrs.fields_dict(cls)[name].type
-    return float(value) if kind in (float, "float") and value is not None else value
+    floats = (float, "float", "float | None")
+    return float(value) if kind in floats and value is not None else value
 
 
 def section_values(
@@ -67,7 +70,7 @@ def section_values(
     out: dict[str, Any] = {}
     for key in KEYS:
         path = key.spec_path
-        if path is None or key.type in ("secret", "options"):
+        if path is None or key.type in ("secret", "options", "list"):
             continue
         head, _, name = path.rpartition(".")
         if head != prefix:
@@ -124,6 +127,7 @@ def compile_spec(
         )
         problems.extend(option_problems)
         warnings.extend(option_warnings)
+        problems.extend(_twice_set(db_tree, options, merged))
         has_host = bool(db_tree.get("host")) or any(k == "host" for k, _ in options)
         missing = [
             name
@@ -167,7 +171,13 @@ def compile_spec(
                 options=options,
             )
             database = DatabaseSpec(**plain)
+            replicas, replica_problems = compile_replicas(database, db_tree, merged)
+            problems.extend(replica_problems)
+            database = attrs.evolve(database, replicas=replicas)
     else:
+        if db_tree.get("replicas"):
+            file, line, _ = merged.locate(("database", "replicas"))
+            problems.append(Problem(file, line, key="database.replicas", message=_NO_PRIMARY))
         sqlite = SqliteSpec(**section_values(tree, SqliteSpec, "sqlite", extra))
 
     enc_key = make_secret(
@@ -208,6 +218,97 @@ def compile_spec(
 
 def _with_fingerprint(spec: EngineSpec) -> EngineSpec:
     return attrs.evolve(spec, fingerprint=fingerprint_of(spec))
+
+
+_NO_PRIMARY = "read replicas need a PostgreSQL primary (database.uri or host, name, user)"
+MAX_REPLICAS = 16
+
+
+def compile_replicas(
+    primary: DatabaseSpec, db_tree: dict[str, Any], merged: Merged
+) -> tuple[tuple[ReplicaSpec, ...], list[Problem]]:
+    """``database.replicas`` URIs as :class:`ReplicaSpec` values, each taking the primary's
+    name, user, password and options where its URI gives none."""
+    uris = db_tree.get("replicas") or []
+    file, line, origin = merged.locate(("database", "replicas"))
+    by = f" (set by {origin})" if origin else ""
+
+    def problem(message: str) -> Problem:
+        return Problem(file, line, key="database.replicas", message=message + by)
+
+    if len(uris) > MAX_REPLICAS:
+        return (), [problem(f"must list at most {MAX_REPLICAS} replicas, got {len(uris)}")]
+    out: list[ReplicaSpec] = []
+    problems: list[Problem] = []
+    for i, uri in enumerate(uris, 1):
+        try:
+            url = parse_uri(uri)
+        except UriError as exc:
+            problems.append(problem(f"replica {i}: {exc}"))
+            continue
+        if not isinstance(url, PgUrl):
+            problems.append(problem(f"replica {i}: must be a postgresql:// URI"))
+            continue
+        if url.password is not None:
+            problems.append(
+                problem(
+                    f"replica {i}: a password in a replica URI is not supported; replicas "
+                    "use database.password"
+                )
+            )
+            continue
+        own = tuple((k, v) for k, v in url.query if k != "target_session_attrs")
+        given = {k for k, _ in own}
+        inherited = tuple(
+            (k, v)
+            for k, v in primary.options
+            if k not in ("host", "target_session_attrs") and k not in given
+        )
+        host = url.host
+        port = url.port if url.port is not None else (DEFAULT_PORT if host else None)
+        replica = ReplicaSpec(
+            host=host,
+            port=port,
+            name=url.database or primary.name,
+            user=url.user or primary.user,
+            password=primary.password,
+            options=inherited + own,
+        )
+        display = render_url(
+            DatabaseSpec(
+                host=replica.host,
+                port=replica.port,
+                name=replica.name,
+                user=replica.user,
+                password=replica.password,
+                options=replica.options,
+            )
+        )
+        out.append(attrs.evolve(replica, url=display))
+    return tuple(out), problems
+
+
+def _twice_set(
+    db_tree: dict[str, Any], options: tuple[tuple[str, str], ...], merged: Merged
+) -> list[Problem]:
+    """A libpq parameter set both by its key and in ``database.options``: one line each."""
+    out = []
+    given = {name for name, _ in options}
+    for key in KEYS:
+        if key.libpq is None or key.libpq not in given or db_tree.get(key.name) is None:
+            continue
+        file, line, origin = merged.locate(key.parts)
+        by = f" (set by {origin})" if origin else ""
+        out.append(
+            Problem(
+                file,
+                line,
+                key=key.path,
+                message=f"set both here and as database.options.{key.libpq}; "
+                f"keep one (the key is preferred){by}",
+            )
+        )
+    return out
 
 
 def _how_to_set(component: str) -> str:

@@ -20,8 +20,9 @@ How each part of the spec reaches Letta:
 
 What Letta cannot express makes the command fail, naming each setting and why (an
 option asyncpg does not take, a fractional number for an integer variable, a TLS mode
-a pooled Letta overrides, a connect timeout Letta derives otherwise, a SQLite profile
-for 0.16). Nothing is dropped silently.
+a pooled Letta overrides, a connect timeout Letta derives otherwise, a dbprofile-only
+setting such as a keepalive or statement timeout, a SQLite profile for 0.16). Nothing
+is dropped silently.
 """
 
 from __future__ import annotations
@@ -164,18 +165,48 @@ def _uri(db: DatabaseSpec, spec: EngineSpec, problems: list[str]) -> tuple[str, 
 
 
 def _connect_timeout_problems(db: DatabaseSpec, spec: EngineSpec) -> list[str]:
-    given = [v for k, v in db.options if k == "connect_timeout"]
+    option = "database.options.connect_timeout"
+    given = [(option, v) for k, v in db.options if k == "connect_timeout"]
+    if db.connect_timeout is not None:
+        given.append(("database.connect_timeout", f"{db.connect_timeout:g}"))
     if not given:
         return []
     letta = spec.pool.timeout if spec.pool.enabled else LETTA_NULLPOOL_CONNECT_TIMEOUT
-    if float(given[-1]) == float(letta):
+    where, value = given[-1]
+    if float(value) == float(letta):
         return []
     derived = (
         f"{env_of('pool.timeout')} ({letta:g} s) when pooled"
         if spec.pool.enabled
         else f"asyncpg's default ({letta} s) under NullPool"
     )
-    return [f"database.options.connect_timeout={given[-1]}: Letta's connect timeout is {derived}"]
+    return [f"{where}={value}: Letta's connect timeout is {derived}"]
+
+
+# dbprofile extensions Letta has no counterpart for but that change nothing it sees
+# (database.pgbouncer: Letta turns its statement caches off by itself, D12), or that are
+# compared with what Letta derives (database.connect_timeout, above).
+_NOT_REFUSED = frozenset({"database.pgbouncer", "database.connect_timeout"})
+
+
+def _extension_problems(spec: EngineSpec) -> list[str]:
+    """A dbprofile-only setting away from its default: Letta cannot express it."""
+    out = []
+    for key in KEYS:
+        if key.letta is not None or key.spec_path is None or key.path in _NOT_REFUSED:
+            continue
+        if key.type in ("secret", "options") or key.section == "sqlite":
+            continue
+        value = spec_value(spec, key)
+        if value not in (None, ()) and value != key.default:
+            shown: object = f"{value:g}" if isinstance(value, float) else value
+            if isinstance(value, tuple):
+                shown = ",".join(r.url for r in value)
+            out.append(
+                f"{key.path}={shown}: a dbprofile setting Letta has no counterpart for; "
+                "leave it unset for a profile Letta also runs"
+            )
+    return out
 
 
 def _tls_problems(db: DatabaseSpec, spec: EngineSpec) -> list[str]:
@@ -245,6 +276,7 @@ def render_letta_env(spec: EngineSpec, *, target: LettaTarget = "0.16") -> str:
     else:
         problems.extend(_tls_problems(db, spec))
         problems.extend(_connect_timeout_problems(db, spec))
+        problems.extend(_extension_problems(spec))
         uri, exports = _uri(db, spec, problems)
         body.append(SHELL_HELPERS)
         body.append(f'_dbprofile_uri="{uri}" || return 1 2>/dev/null || exit 1')

@@ -92,6 +92,8 @@ def coerce(key: Key, raw: str) -> tuple[Any, str | None]:
         if number is None:
             return None, "must be a number"
         return (int(number) if number.is_integer() else number), None
+    if key.type == "list":  # comma-separated
+        return [item.strip() for item in raw.split(",") if item.strip()], None
     return raw, None
 
 

@@ -86,6 +86,8 @@ def leaf_values(spec: EngineSpec) -> dict[str, str]:
                 out[k] = f"{out[k]}, {shown}" if k in out else shown
         elif key.type == "secret":
             out[key.path] = value.describe() if value is not None else UNSET
+        elif key.type == "list":
+            out[key.path] = ", ".join(r.url for r in value) if value else UNSET
         elif key.path == "database.host" and value is None:
             out[key.path] = "(from options)"
         else:

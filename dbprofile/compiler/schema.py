@@ -127,6 +127,13 @@ def _key_schema(key: Key) -> dict[str, Any]:
                 "minItems": 1,
             },
         }
+    if key.type == "list":
+        return {
+            **_documented(key),
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "x-env": key.env,
+        }
     out: dict[str, Any] = {**_documented(key), "type": key.type}
     if key.default is not None:
         out["default"] = key.default

@@ -1,12 +1,13 @@
 """EngineSpec -> SQLAlchemy engines (sync and async), pooled exactly as the spec says.
 
 :func:`engine_arguments` turns a spec into SQLAlchemy's arguments: the URL (from
-:mod:`dbprofile.runtime.drivers`), the pool class and its settings, the driver's
-``connect_timeout`` (Letta's unless the profile sets one:
-:func:`default_connect_timeout`), pgbouncer's ``prepare_threshold=None``, SQLite's
-``StaticPool`` for ``:memory:``. :func:`create_engine` and :func:`create_async_engine`
-then install error translation (:mod:`dbprofile.runtime.translate`), the SQLite hooks
-(:mod:`dbprofile.runtime.sqlite`) and, when ``monitoring.enabled``, the pool monitor.
+:mod:`dbprofile.runtime.drivers`), the pool class and its settings, the timeout and
+keepalive parameters (:mod:`dbprofile.runtime.timeouts`), pgbouncer's
+``prepare_threshold=None``, SQLite's ``StaticPool`` for ``:memory:``.
+:func:`create_engine` and :func:`create_async_engine` then install error translation
+(:mod:`dbprofile.runtime.translate`), the SQLite hooks
+(:mod:`dbprofile.runtime.sqlite`), the per-transaction timeouts and the bounded pre-ping
+(:mod:`dbprofile.runtime.timeouts`) and, when ``monitoring.enabled``, the pool monitor.
 
 Secrets are resolved from ``environ`` (default ``os.environ``) here, at engine creation,
 and go only into the engine's URL; ``repr`` and logs show ``***``. What an engine gets
@@ -15,10 +16,9 @@ from each spec key: see docs/runtime.md.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dbprofile.errors import DriverMissingError, SpecError
 
@@ -33,12 +33,13 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - exercised in a subproc
 from dbprofile.runtime.drivers import postgres_url, sqlite_url
 from dbprofile.runtime.resolve import resolve_password
 from dbprofile.runtime.sqlite import MEMORY, install_sqlite_hooks, prepare_sqlite_path
+from dbprofile.runtime.timeouts import install_timeouts, libpq_arguments
 from dbprofile.runtime.translate import (
     TranslatingAsyncQueuePool,
     TranslatingQueuePool,
     translate_error,
 )
-from dbprofile.spec import EngineSpec, PoolSpec
+from dbprofile.spec import EngineSpec
 
 if TYPE_CHECKING:  # the ORM costs ~50 ms to import, the asyncio extension needs greenlet
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -90,8 +91,7 @@ def engine_arguments(
         if db is None:
             raise SpecError("database", "engine is postgresql but the spec has no database")
         url = postgres_url(db, resolve_password(spec, env))
-        if not any(key == "connect_timeout" for key, _ in db.options):
-            connect_args["connect_timeout"] = default_connect_timeout(pool)
+        connect_args.update(libpq_arguments(db, pool))
         if db.pgbouncer:
             connect_args["prepare_threshold"] = None
     elif spec.engine == "sqlite":
@@ -122,18 +122,6 @@ def engine_arguments(
     return url, kwargs
 
 
-# Under NullPool Letta 0.16.8 sets no connect timeout, so asyncpg's default applies.
-NULLPOOL_CONNECT_TIMEOUT = 60
-
-
-def default_connect_timeout(pool: PoolSpec) -> int:
-    """libpq's ``connect_timeout`` when the profile sets none: what Letta 0.16.8 uses —
-    ``pool.timeout`` when pooled, asyncpg's 60 s under NullPool (whole seconds, >= 1)."""
-    if not pool.enabled:
-        return NULLPOOL_CONNECT_TIMEOUT
-    return max(1, math.ceil(pool.timeout))
-
-
 def _merge_overrides(kwargs: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(kwargs)
     for key, value in overrides.items():
@@ -149,6 +137,16 @@ def _merge_overrides(kwargs: dict[str, Any], overrides: Mapping[str, Any]) -> di
     return merged
 
 
+def _for_role(spec: EngineSpec, role: str, replica: int | None) -> EngineSpec:
+    if role == "primary" and replica is None:
+        return spec
+    if role not in ("primary", "replica"):
+        raise ValueError(f"role must be 'primary' or 'replica', got {role!r}")
+    from dbprofile.runtime.replicas import replica_spec
+
+    return replica_spec(spec, replica)
+
+
 def _driver_missing(exc: ModuleNotFoundError) -> Exception:
     name = (exc.name or "").split(".")[0]
     if name in _DRIVER_PACKAGES:
@@ -158,6 +156,8 @@ def _driver_missing(exc: ModuleNotFoundError) -> Exception:
 
 def _install(sync_engine: Engine, spec: EngineSpec) -> None:
     event.listen(sync_engine, "handle_error", translate_error)
+    if spec.database is not None:
+        install_timeouts(sync_engine, spec.database, spec.pool)
     if spec.engine == "sqlite":
         path = str(sync_engine.url.database or MEMORY)
         install_sqlite_hooks(sync_engine, path=path, busy_timeout=spec.pool.timeout)
@@ -178,6 +178,8 @@ def _monitor(engine: Engine, spec: EngineSpec, name: str | None, registry: Any) 
 def create_engine(
     spec: EngineSpec,
     *,
+    role: Literal["primary", "replica"] = "primary",
+    replica: int | None = None,
     environ: Mapping[str, str] | None = None,
     name: str | None = None,
     registry: Any = None,
@@ -185,10 +187,16 @@ def create_engine(
 ) -> Engine:
     """A pooled, error-translating, monitored ``sqlalchemy.Engine`` for ``spec``.
 
-    ``environ`` resolves secret references (default ``os.environ``); ``name`` and
-    ``registry`` label and collect the pool metrics; ``overrides`` go to
-    ``sqlalchemy.create_engine`` last (``connect_args`` are merged key by key).
+    ``role="replica"`` opens the read replicas (``database.replicas``) instead of the
+    primary: replica number ``replica`` (0-based), or all of them as one multi-host URL
+    that connects to the first standby answering. ``environ`` resolves secret references
+    (default ``os.environ``); ``name`` and ``registry`` label and collect the pool metrics;
+    ``overrides`` go to ``sqlalchemy.create_engine`` last (``connect_args`` are merged key
+    by key).
     """
+    spec = _for_role(spec, role, replica)
+    if role == "replica" and name is None:
+        name = f"{spec.profile or 'default'}-replica"
     url, kwargs = engine_arguments(spec, environ=environ, async_=False)
     try:
         engine = sqlalchemy.create_engine(url, **_merge_overrides(kwargs, overrides))
@@ -202,6 +210,8 @@ def create_engine(
 def create_async_engine(
     spec: EngineSpec,
     *,
+    role: Literal["primary", "replica"] = "primary",
+    replica: int | None = None,
     environ: Mapping[str, str] | None = None,
     name: str | None = None,
     registry: Any = None,
@@ -213,6 +223,9 @@ def create_async_engine(
     except ImportError as exc:
         raise DriverMissingError("greenlet", "runtime", "an async engine") from exc
 
+    spec = _for_role(spec, role, replica)
+    if role == "replica" and name is None:
+        name = f"{spec.profile or 'default'}-replica"
     url, kwargs = engine_arguments(spec, environ=environ, async_=True)
     try:
         engine = sa_create_async_engine(url, **_merge_overrides(kwargs, overrides))
