@@ -83,7 +83,8 @@ def test_strict_reports_each_rule_with_its_code_on_the_problems_line(repo: Path)
     assert result.code == 1
     assert result.err.splitlines() == [
         f"{rel}:8: database.options.connect_timeout: DBP107 no connect timeout: set "
-        "database.options.connect_timeout (libpq waits forever for an unreachable host)",
+        "database.options.connect_timeout or database.connect_timeout (libpq waits forever "
+        "for an unreachable host)",
         f"{rel}:9: database.options.sslmode: DBP101 TLS must be at least 'require' "
         "(verify-full with sslrootcert is best), got 'prefer'",
         f"{rel}:13: pool.pre_ping: DBP104 a pooled engine must pre-ping, got false",
