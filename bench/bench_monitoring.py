@@ -10,7 +10,15 @@ gives the median throughput of each over the rounds, the median of the per-round
 separate blocks), whose difference is the monitor's own cost. Done with pre-ping on (the
 default) and off (where the monitor's share of the work is largest).
 
+``--threads N`` (N > 1) measures under contention instead: N threads share one engine at a
+time, far more than its 5 connections, so they queue for the pool and for the GIL, as in
+a busy threaded web worker. A round is one block of ``--ops`` operations (split over the
+threads) on each engine, in alternating order (on, off, then off, on, …); the figure is
+the median over rounds of the per-round ratio of throughputs (on / off), and the process
+CPU time per operation of each block (all threads).
+
     .venv/bin/python bench/bench_monitoring.py [--rounds 60] [--ops 300]
+    .venv/bin/python bench/bench_monitoring.py --threads 32 [--rounds 60] [--ops 3200]
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import argparse
 import random
 import statistics
 import sys
+import threading
 import time
 from typing import Any
 
@@ -44,7 +53,78 @@ def run_interleaved(engines: dict[str, sa.Engine], ops: int) -> dict[str, float]
     return {name: ops / seconds for name, seconds in spent.items()}
 
 
-def measure(server: PostgresServer, *, pre_ping: bool, rounds: int, ops: int) -> dict[str, Any]:
+class Workers:
+    """``threads`` threads that run one block of operations on one engine when asked."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.start = threading.Barrier(threads + 1)
+        self.done = threading.Barrier(threads + 1)
+        self.job: tuple[sa.Engine, int] | None = None
+        self.pool = [threading.Thread(target=self._work, daemon=True) for _ in range(threads)]
+        for thread in self.pool:
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            self.start.wait()
+            job = self.job
+            if job is None:
+                return
+            engine, ops = job
+            for _ in range(ops):
+                with engine.connect() as conn:
+                    conn.execute(SELECT_1).scalar()
+            self.done.wait()
+
+    def run(self, engine: sa.Engine, ops: int) -> tuple[float, float]:
+        """(operations per second, process CPU µs per operation) of one block."""
+        per_thread = max(1, ops // self.threads)
+        self.job = (engine, per_thread)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        self.start.wait()
+        self.done.wait()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        total = per_thread * self.threads
+        return total / wall, cpu / total * 1e6
+
+    def stop(self) -> None:
+        self.job = None
+        self.start.wait()
+        for thread in self.pool:
+            thread.join()
+
+
+def run_contended(
+    engines: dict[str, sa.Engine], workers: Workers, rounds: int, ops: int
+) -> dict[str, Any]:
+    """Blocks of ``ops`` operations by all the workers, alternating on/off per round."""
+    rates: dict[str, list[float]] = {name: [] for name in engines}
+    cpu: dict[str, list[float]] = {name: [] for name in engines}
+    ratios = []
+    names = list(engines)
+    for engine in engines.values():  # warm: fill the pool
+        workers.run(engine, ops // 4)
+    for i in range(rounds):
+        this_round = {}
+        for name in names if i % 2 == 0 else reversed(names):
+            rate, cpu_op = workers.run(engines[name], ops)
+            this_round[name] = rate
+            rates[name].append(rate)
+            cpu[name].append(cpu_op)
+        ratios.append(this_round["on"] / this_round["off"])
+    return {
+        "off": statistics.median(rates["off"]),
+        "on": statistics.median(rates["on"]),
+        "ratio": statistics.median(ratios),
+        "cpu_off": statistics.median(cpu["off"]),
+        "cpu_on": statistics.median(cpu["on"]),
+    }
+
+
+def measure(
+    server: PostgresServer, *, pre_ping: bool, rounds: int, ops: int, threads: int = 1
+) -> dict[str, Any]:
     environ = {PASSWORD_VAR: server.password}
     registry = CollectorRegistry()
     engines = {
@@ -58,6 +138,12 @@ def measure(server: PostgresServer, *, pre_ping: bool, rounds: int, ops: int) ->
         ),
     }
     try:
+        if threads > 1:
+            workers = Workers(threads)
+            try:
+                return run_contended(engines, workers, rounds, ops)
+            finally:
+                workers.stop()
         for engine in engines.values():  # warm: open the pool's connection, fill caches
             run_ops(engine, ops // 4)
         rates: dict[str, list[float]] = {"off": [], "on": []}
@@ -87,13 +173,20 @@ def measure(server: PostgresServer, *, pre_ping: bool, rounds: int, ops: int) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--ops", type=int, default=300)
+    parser.add_argument(
+        "--ops", type=int, default=None, help="per engine per round (300; 3200 with --threads)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="N > 1: N threads share each engine's pool of 5"
+    )
     args = parser.parse_args()
+    ops = args.ops or (3200 if args.threads > 1 else 300)
+    mode = f"{args.threads} threads, blocks" if args.threads > 1 else "1 thread, operations"
     with running_postgres() as server:
         server.create_database("bench")
         print(
             f"PostgreSQL {server.server_version} on 127.0.0.1:{server.port}; "
-            f"{args.rounds} rounds x {args.ops} ops per engine, interleaved"
+            f"{args.rounds} rounds x {ops} ops per engine, {mode} interleaved"
         )
         print(
             f"{'pre_ping':<9} {'off ops/s':>10} {'on ops/s':>10} {'on/off':>7} "
@@ -101,7 +194,9 @@ def main() -> int:
         )
         worst = 1.0
         for pre_ping in (True, False):
-            r = measure(server, pre_ping=pre_ping, rounds=args.rounds, ops=args.ops)
+            r = measure(
+                server, pre_ping=pre_ping, rounds=args.rounds, ops=ops, threads=args.threads
+            )
             worst = min(worst, r["ratio"])
             print(
                 f"{pre_ping!s:<9} {r['off']:>10.0f} {r['on']:>10.0f} {r['ratio']:>7.3f} "
