@@ -231,7 +231,8 @@ class PoolMonitor:
             if context.is_disconnect:
                 self._ping_failure.exc = context.original_exception
             return
-        label = error_class_of(context.chained_exception)
+        # Set only once a handler has returned an exception (SQLAlchemy's slot is unset).
+        label = error_class_of(getattr(context, "chained_exception", None))
         if label is not None:
             with self._lock:
                 self._translated[label] = self._translated.get(label, 0) + 1
