@@ -1,27 +1,15 @@
-"""Instrumentation: a :class:`PoolMonitor`'s hooks into one engine's pool, and its log thread.
+"""A :class:`PoolMonitor`: one engine's pool watched from attach to close, and its log thread.
 
-Per checkout and checkin the monitor runs two small wrappers, which are instance
-attributes of the pool (no other pool changes):
+The monitor owns the counts (:mod:`.counts`), installs the hooks (:mod:`.hooks`) on the
+engine's pool, registers with the collector of its Prometheus registry
+(:mod:`.collector`), and runs a daemon thread that logs a snapshot every ``interval``.
 
-- ``pool.connect()``, which the engine calls for every checkout, counts the checkout,
-  times it (``checkout_wait``: waiting for a slot, connecting, pre-ping), stamps the
-  connection's ``record_info`` with the time, and counts failures, timeouts included.
-  SQLAlchemy has no "checkout started" event, and a ``checkout`` listener would cost
-  an event dispatch per checkout and switch off the pool's no-listener fast path;
-- ``pool._return_conn()``, which every checkin goes through right after the ``checkin``
-  event, counts the checkin and times the checkout → checkin span (``connection_duration``)
-  after handing the connection back, so a thread waiting for it is not kept waiting.
-
-The other events (connect, first_connect, reset, invalidate, soft_invalidate, close,
-close_detached, detach) are counted by pool listeners, all made by :meth:`_listener`.
-The counts go to per-thread lists (:class:`~.counts.Counts`): no lock on the hot path,
-which under 32 contending threads cost more than the counting itself.
-
-``Engine.dispose()`` calls the pool's ``recreate()`` (nothing else does), which is
-wrapped too: the monitor moves to the new pool, its counts go on, its series stay. After
-``os.fork()`` the child's monitors get fresh locks and a new log thread (the parent's did
-not survive the fork); the child then calls ``engine.dispose(close=False)``, as SQLAlchemy
-recommends, and the monitor follows the engine to its new pool. See docs/monitoring.md.
+``Engine.dispose()`` replaces the pool through ``recreate()``, which is wrapped: the
+monitor instruments the new pool, its counts go on, its series stay. After ``os.fork()``
+the child's monitors get fresh locks and a new log thread (the parent's did not survive
+the fork); the child then calls ``engine.dispose(close=False)``, as SQLAlchemy
+recommends, and the monitor follows the engine to its new pool. It stops on
+:meth:`PoolMonitor.close`, or when the engine is garbage collected. See docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -29,26 +17,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
-from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.exc import TimeoutError as CheckoutTimeout
 
+from dbprofile.runtime.monitoring import hooks
 from dbprofile.runtime.monitoring.collector import PoolCollector, collector_for
 from dbprofile.runtime.monitoring.counts import (
     CHECKOUT_WAIT_BUCKETS,
     CONNECTION_DURATION_BUCKETS,
     DURATION,
-    DURATION_SUM,
     EVENT_INDEX,
-    POOL_EVENTS,
     WAIT,
-    WAIT_SUM,
     Counts,
     Histogram,
     PoolSnapshot,
@@ -67,14 +50,7 @@ __all__ = ["PoolMonitor", "attach_monitoring"]
 
 logger = logging.getLogger("dbprofile.pool")
 
-# Where a checked-out connection's checkout time waits for its checkin (record_info is
-# the pool entry's public, persistent dict).
-_CHECKOUT_AT = "dbprofile.checkout_at"
-# Events counted by listeners; checkout and checkin are counted by the wrappers.
-_LISTENED = tuple(name for name in POOL_EVENTS if name not in ("checkout", "checkin"))
-_WRAPPED = ("connect", "_return_conn", "recreate")
-_CHECKOUT, _CHECKIN = EVENT_INDEX["checkout"], EVENT_INDEX["checkin"]
-_DETACH = EVENT_INDEX["detach"]
+_CHECKOUT, _CHECKIN, _DETACH = (EVENT_INDEX[name] for name in ("checkout", "checkin", "detach"))
 
 # Every monitor not yet closed, for the fork hook.
 _live: weakref.WeakSet[PoolMonitor] = weakref.WeakSet()
@@ -104,7 +80,10 @@ class PoolMonitor:
         self._ping_failure = threading.local()
         self._stop = threading.Event()
         self._pools: weakref.WeakSet[Pool] = weakref.WeakSet()
-        self._listeners = [(name, self._listener(name)) for name in _LISTENED]
+        self._listeners: hooks.Listeners = [
+            (name, hooks.make_listener(name, self._counts.local, self._on_invalidation))
+            for name in hooks.LISTENED
+        ]
 
         collector = collector_for(registry)
         if collector is not None:
@@ -176,9 +155,8 @@ class PoolMonitor:
                 return
             self._closed = True
         for pool in list(self._pools):
-            self._unlisten(pool)
-            for wrapped in _WRAPPED:
-                pool.__dict__.pop(wrapped, None)
+            hooks.unlisten(pool, self._listeners)
+            hooks.unwrap_pool(pool)
         engine = self._engine_ref()
         if engine is not None and event.contains(engine, "handle_error", self._on_handle_error):
             event.remove(engine, "handle_error", self._on_handle_error)
@@ -256,95 +234,13 @@ class PoolMonitor:
             if label is not None:
                 self._translated[label] = self._translated.get(label, 0) + 1
 
-    def _listener(self, event_name: str) -> Callable[..., None]:
-        """The pool listener counting ``event_name``. SQLAlchemy passes each event's own
-        arguments: (dbapi_connection, record[, exception or reset state]), or only
-        dbapi_connection for close_detached."""
-        index = EVENT_INDEX[event_name]
-        local = self._counts.local
-        after: Callable[..., None] | None = None
-        if event_name in ("invalidate", "soft_invalidate"):
-            after = self._after_invalidate
-        elif event_name == "detach":
-            after = _forget_checkout  # a detached connection is never checked in
-
-        def on_event(*args: Any) -> None:
-            local.values[index] += 1
-            if after is not None:
-                after(*args)
-
-        on_event.__name__ = f"on_{event_name}"
-        return on_event
-
-    def _after_invalidate(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
-        if exception is not None:
-            self._error(self._invalidation_cause(exception))
-
-    def _listen(self, pool: Pool) -> None:
-        for event_name, fn in self._listeners:
-            if not event.contains(pool, event_name, fn):
-                event.listen(pool, event_name, fn)
-
-    def _unlisten(self, pool: Pool) -> None:
-        for event_name, fn in self._listeners:
-            if event.contains(pool, event_name, fn):
-                event.remove(pool, event_name, fn)
+    def _on_invalidation(self, exc: BaseException) -> None:
+        self._error(self._invalidation_cause(exc))
 
     def _instrument(self, pool: Pool) -> None:
-        """Listen to ``pool`` and wrap its ``connect``, ``_return_conn`` and ``recreate``."""
-        self._listen(pool)
+        hooks.listen(pool, self._listeners)
+        hooks.wrap_pool(pool, self._counts.local, self._error, self._move_to_new_pool)
         self._pools.add(pool)
-        local = self._counts.local
-        clock = time.perf_counter
-        record_error = self._error
-        wait_bounds, duration_bounds = CHECKOUT_WAIT_BUCKETS, CONNECTION_DURATION_BUCKETS
-        original_connect = type(pool).connect.__get__(pool)
-        original_return = type(pool)._return_conn.__get__(pool)
-        original_recreate = type(pool).recreate.__get__(pool)
-        monitor_ref = weakref.ref(self)
-
-        def connect() -> Any:
-            t0 = clock()
-            try:
-                conn = original_connect()
-            except CheckoutTimeout as exc:
-                record_error(exc, timeout=True)
-                raise
-            except Exception as exc:
-                record_error(exc)
-                raise
-            t1 = clock()
-            info = conn.record_info
-            if info is not None:
-                info[_CHECKOUT_AT] = t1
-            values = local.values
-            values[_CHECKOUT] += 1
-            values[WAIT + bisect_left(wait_bounds, t1 - t0)] += 1
-            values[WAIT_SUM] += t1 - t0
-            return conn
-
-        def return_conn(record: Any) -> None:
-            # Read before the record goes back: another thread may check it out at once.
-            t0 = record.record_info.pop(_CHECKOUT_AT, None)
-            try:
-                original_return(record)
-            finally:
-                values = local.values
-                values[_CHECKIN] += 1
-                if t0 is not None:
-                    spent = clock() - t0
-                    values[DURATION + bisect_left(duration_bounds, spent)] += 1
-                    values[DURATION_SUM] += spent
-
-        def recreate() -> Any:
-            monitor = monitor_ref()
-            if monitor is None or monitor.closed:
-                return original_recreate()
-            return monitor._move_to_new_pool(pool, original_recreate)
-
-        pool.connect = connect  # type: ignore[method-assign]
-        pool._return_conn = return_conn  # type: ignore[method-assign]
-        pool.recreate = recreate  # type: ignore[method-assign]
 
     def _move_to_new_pool(self, old: Pool, recreate: Callable[[], Pool]) -> Pool:
         """``Engine.dispose()``: instrument the pool that replaces ``old``.
@@ -352,19 +248,15 @@ class PoolMonitor:
         SQLAlchemy copies the old pool's listeners into the new one, where they would be
         registered under the old pool and could not be removed by :meth:`close`; so they
         come off ``old`` for the copy and go back on it after (connections still checked
-        out of it report their checkin, reset, close there).
+        out of it report their invalidation, close, detach there).
         """
-        self._unlisten(old)
+        hooks.unlisten(old, self._listeners)
         try:
             new = recreate()
         finally:
-            self._listen(old)
+            hooks.listen(old, self._listeners)
         self._instrument(new)
         return new
-
-
-def _forget_checkout(dbapi_connection: Any, record: Any) -> None:
-    record.record_info.pop(_CHECKOUT_AT, None)
 
 
 class _Registration:

@@ -106,7 +106,7 @@ def test_close_after_dispose_unhooks_every_pool(
     monitor = attach_monitoring(engine, name="app", registry=registry)
     old_pool = engine.pool
     engine.dispose()
-    assert listeners(engine.pool)["reset"] == unmonitored["reset"] + 1
+    assert listeners(engine.pool)["connect"] == unmonitored["connect"] + 1
     monitor.close()
     for pool in (old_pool, engine.pool):
         assert not {"connect", "_return_conn", "recreate"} & set(pool.__dict__)

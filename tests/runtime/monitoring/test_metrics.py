@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.pool import NullPool, QueuePool
 
 import dbprofile
-from dbprofile.runtime.monitoring import PoolMonitor, attach_monitoring, collector, instrument
+from dbprofile.runtime.monitoring import PoolMonitor, attach_monitoring, collector, hooks
 from dbprofile.spec import EngineSpec, MonitoringSpec, PoolSpec, SqliteSpec
 from tests.runtime.monitoring.conftest import LABELS, gauges, pg_spec, sqlite_engine
 from tests.runtime.monitoring.metrics import engines_in, scrape, value
@@ -172,6 +172,42 @@ def test_one_checkout_from_a_size_25_pool_reads_1_out_and_0_overflow(
             "idle": 0,
             "overflow": 0,
         }
+    engine.dispose()
+
+
+def test_resets_and_checkins_equal_sqlalchemys_own_events(
+    sqlite_url: str, registry: CollectorRegistry
+) -> None:
+    # The monitor counts these in its pool wrappers, not with listeners: compare them with
+    # SQLAlchemy's own events, through a plain return, an invalidation, a detach and a
+    # connection dropped without close().
+    engine = sqlite_engine(sqlite_url, pool_size=2)
+    attach_monitoring(engine, name="app", registry=registry)
+    seen = dict.fromkeys(("reset", "checkin", "close_detached"), 0)
+
+    def note(name: str) -> Any:
+        def listener(*args: Any) -> None:
+            seen[name] += 1
+
+        return listener
+
+    for name in seen:
+        sa.event.listen(engine.pool, name, note(name))
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    with engine.connect() as conn:
+        conn.invalidate()
+    detached = engine.connect()
+    detached.connection.detach()
+    detached.close()
+    dropped = engine.pool.connect()
+    del dropped
+    gc.collect()
+    samples = scrape(registry)
+    counted = {
+        name: value(samples, "dbprofile_pool_events_total", event=name, **LABELS) for name in seen
+    }
+    assert counted == seen == {"reset": 3, "checkin": 3, "close_detached": 1}
     engine.dispose()
 
 
@@ -414,7 +450,7 @@ def test_histogram_buckets_are_upper_inclusive_and_cumulative_in_the_exposition(
     # Each checkout reads the clock twice (before and after), each checkin once.
     waits = (0.0005, 0.0006, 0.001, 31.0)
     ticks = iter([t for w in waits for t in (0.0, w, w + 0.0008)])
-    monkeypatch.setattr(instrument, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    monkeypatch.setattr(hooks, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
     engine = sqlite_engine(sqlite_url)
     attach_monitoring(engine, name="app", registry=registry)
     for _ in waits:
