@@ -195,7 +195,7 @@ class PoolMonitor:
         """The parent's threads are gone and its locks may be held forever: new ones."""
         self._lock = threading.Lock()
         self._counts.after_fork_in_child()
-        if self._closed:
+        if self._closed or self._stop.is_set():  # closed, or its engine was collected
             return
         self._stop = threading.Event()
         self._registration.stop = self._stop
