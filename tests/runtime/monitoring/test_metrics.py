@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
-from collections.abc import Iterator
+import types
 from pathlib import Path
 from typing import Any
 
@@ -15,74 +16,12 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.pool import NullPool, QueuePool
 
 import dbprofile
-from dbprofile.runtime import monitoring
-from dbprofile.runtime.monitoring import PoolMonitor, attach_monitoring
-from dbprofile.spec import (
-    DatabaseSpec,
-    EngineSpec,
-    MonitoringSpec,
-    PoolSpec,
-    Secret,
-    SqliteSpec,
-)
-from tests.ops.metrics import engines_in, scrape, value
-
-LABELS = {"engine": "app", "pool_mode": "QueuePool"}
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'app.db'}"
-
-
-def sqlite_engine(url: str, **kw: Any) -> sa.Engine:
-    kw.setdefault("poolclass", QueuePool)
-    return sa.create_engine(url, **kw)
-
-
-def gauges(registry: CollectorRegistry, **labels: str) -> dict[str, float | None]:
-    samples = scrape(registry)
-    return {
-        g: value(samples, f"dbprofile_pool_{g}", **labels)
-        for g in ("size", "checked_out", "idle", "overflow")
-    }
-
+from dbprofile.runtime.monitoring import PoolMonitor, attach_monitoring, collector, hooks
+from dbprofile.spec import EngineSpec, MonitoringSpec, PoolSpec, SqliteSpec
+from tests.runtime.monitoring.conftest import LABELS, gauges, pg_spec, sqlite_engine
+from tests.runtime.monitoring.metrics import engines_in, scrape, value
 
 # ------------------------------------------------------------------ real PostgreSQL
-
-
-def pg_spec(pg: Any, database: str, *, pre_ping: bool = True, size: int = 5) -> EngineSpec:
-    """A spec as the compiler makes it: password by reference, pool on, monitoring on."""
-    return EngineSpec(
-        engine="postgresql",
-        url=f"postgresql+psycopg://{pg.user}:***@{pg.host}:{pg.port}/{database}",
-        profile="app",
-        database=DatabaseSpec(
-            name=database,
-            user=pg.user,
-            host=pg.host,
-            port=pg.port,
-            password=Secret("env", "TEST_PG_PASSWORD", "database.password"),
-        ),
-        pool=PoolSpec(enabled=True, size=size, max_overflow=3, timeout=5, pre_ping=pre_ping),
-        monitoring=MonitoringSpec(enabled=True, interval=30),
-    )
-
-
-@pytest.fixture
-def pg_engine(pg: Any, registry: CollectorRegistry) -> Iterator[sa.Engine]:
-    """``dbprofile.create_engine`` (QueuePool 5 + 3, monitored as engine="app")."""
-    pg.create_database("monitoring")
-    engine = dbprofile.create_engine(
-        pg_spec(pg, "monitoring"), environ={"TEST_PG_PASSWORD": pg.password}, registry=registry
-    )
-    yield engine
-    engine.dispose()
 
 
 @pytest.mark.postgres
@@ -207,6 +146,12 @@ def test_a_server_restart_shows_as_invalidations_with_the_exception_type(
         assert sum(errors.values()) == invalidations
         assert set(errors) <= {"OperationalError", "AdminShutdown"}, errors
         assert value(samples, "dbprofile_pool_checked_out", **LABELS) == 0
+        # The one statement that failed was raised as DatabaseConnectionLostError, and is
+        # counted once; pre-ping failures are never translated.
+        lost = value(
+            samples, "dbprofile_errors_total", error_class="DatabaseConnectionLostError", **LABELS
+        )
+        assert lost == (0 if pre_ping else 1)
     finally:
         engine.dispose()
 
@@ -227,6 +172,42 @@ def test_one_checkout_from_a_size_25_pool_reads_1_out_and_0_overflow(
             "idle": 0,
             "overflow": 0,
         }
+    engine.dispose()
+
+
+def test_resets_and_checkins_equal_sqlalchemys_own_events(
+    sqlite_url: str, registry: CollectorRegistry
+) -> None:
+    # The monitor counts these in its pool wrappers, not with listeners: compare them with
+    # SQLAlchemy's own events, through a plain return, an invalidation, a detach and a
+    # connection dropped without close().
+    engine = sqlite_engine(sqlite_url, pool_size=2)
+    attach_monitoring(engine, name="app", registry=registry)
+    seen = dict.fromkeys(("reset", "checkin", "close_detached"), 0)
+
+    def note(name: str) -> Any:
+        def listener(*args: Any) -> None:
+            seen[name] += 1
+
+        return listener
+
+    for name in seen:
+        sa.event.listen(engine.pool, name, note(name))
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    with engine.connect() as conn:
+        conn.invalidate()
+    detached = engine.connect()
+    detached.connection.detach()
+    detached.close()
+    dropped = engine.pool.connect()
+    del dropped
+    gc.collect()
+    samples = scrape(registry)
+    counted = {
+        name: value(samples, "dbprofile_pool_events_total", event=name, **LABELS) for name in seen
+    }
+    assert counted == seen == {"reset": 3, "checkin": 3, "close_detached": 1}
     engine.dispose()
 
 
@@ -280,7 +261,7 @@ def test_a_second_engine_with_the_same_name_gets_a_suffix_not_merged_counts(
     b.dispose()
 
 
-def test_dispose_unregisters_the_engine_and_stops_its_thread(
+def test_close_unregisters_the_engine_and_stops_its_thread(
     tmp_path: Path, registry: CollectorRegistry
 ) -> None:
     a = sqlite_engine(f"sqlite:///{tmp_path / 'a.db'}")
@@ -292,22 +273,27 @@ def test_dispose_unregisters_the_engine_and_stops_its_thread(
     assert engines_in(scrape(registry)) == {"a", "b"}
     assert ma.thread.is_alive()
 
-    a.dispose()
+    ma.close()
     assert ma.closed
     assert not ma.thread.is_alive()
     assert engines_in(scrape(registry)) == {"b"}
-    # The engine still works after dispose (a new pool); it is just no longer monitored.
+    # The engine still works; it is just no longer monitored, and its pool is as it was.
+    assert not {"connect", "_return_conn", "recreate"} & set(a.pool.__dict__)
     with a.connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
     assert engines_in(scrape(registry)) == {"b"}
     assert ma.snapshot().count("checkout") == 1
+    ma.close()  # idempotent
 
     # The name is free again for a new engine.
     c = sqlite_engine(f"sqlite:///{tmp_path / 'c.db'}")
-    assert attach_monitoring(c, name="a", registry=registry).name == "a"
-    c.dispose()
-    b.dispose()
+    mc = attach_monitoring(c, name="a", registry=registry)
+    assert mc.name == "a"
+    mc.close()
+    mb.close()
     assert not mb.thread.is_alive()
+    for engine in (a, b, c):
+        engine.dispose()
 
 
 def test_a_garbage_collected_engine_leaves_the_registry_and_its_thread_ends(
@@ -351,8 +337,9 @@ def test_the_default_registry_is_used_when_none_is_given(sqlite_url: str) -> Non
     monitor = attach_monitoring(engine, spec=spec)
     assert monitor.name == "dflt"
     assert "dflt" in engines_in(scrape(REGISTRY))
-    engine.dispose()
+    monitor.close()
     assert "dflt" not in engines_in(scrape(REGISTRY))
+    engine.dispose()
 
 
 def test_the_log_line_carries_the_snapshot_every_interval(
@@ -365,7 +352,8 @@ def test_the_log_line_carries_the_snapshot_every_interval(
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and "checked_out=1" not in caplog.text:
                 time.sleep(0.02)
-        engine.dispose()
+        monitor.close()
+    engine.dispose()
     lines = [r.getMessage() for r in caplog.records if r.name == "dbprofile.pool"]
     assert any(
         line.startswith("pool app (QueuePool): size=3 checked_out=1 idle=0 overflow=0")
@@ -393,8 +381,8 @@ def test_without_prometheus_client_monitoring_logs_and_warns_once(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(monitoring, "prometheus_client", None)
-    monkeypatch.setattr(monitoring, "_warned_missing", False)
+    monkeypatch.setattr(collector, "prometheus_client", None)
+    monkeypatch.setattr(collector, "_warned_missing", False)
     engines = [sqlite_engine(sqlite_url) for _ in range(2)]
     with caplog.at_level(logging.WARNING, logger="dbprofile.pool"):
         monitors = [attach_monitoring(e, name="app", registry=registry) for e in engines]
@@ -405,7 +393,8 @@ def test_without_prometheus_client_monitoring_logs_and_warns_once(
     snap = monitors[0].snapshot()
     assert (snap.checked_out, snap.count("checkout"), snap.count("checkin")) == (0, 1, 1)
     assert engines_in(scrape(registry)) == set()
-    for e in engines:
+    for m, e in zip(monitors, engines, strict=True):
+        m.close()
         e.dispose()
     assert all(not m.thread.is_alive() for m in monitors)
 
@@ -414,8 +403,6 @@ def test_without_prometheus_client_monitoring_logs_and_warns_once(
 def test_an_async_engine_is_monitored_through_its_sync_pool(
     pg: Any, registry: CollectorRegistry
 ) -> None:
-    import asyncio
-
     pg.create_database("monitoring_async")
     engine = dbprofile.create_async_engine(
         pg_spec(pg, "monitoring_async"),
@@ -434,7 +421,10 @@ def test_an_async_engine_is_monitored_through_its_sync_pool(
         return seen
 
     assert asyncio.run(run()) == {"size": 5, "checked_out": 2, "idle": 0, "overflow": 0}
-    assert engines_in(scrape(registry)) == set()  # disposed
+    # Disposed: the new pool is empty, the counts go on.
+    assert gauges(registry, **labels) == {"size": 5, "checked_out": 0, "idle": 0, "overflow": 0}
+    samples = scrape(registry)
+    assert value(samples, "dbprofile_pool_events_total", event="checkout", **labels) == 2
 
 
 def test_monitoring_disabled_in_the_spec_registers_nothing(
@@ -455,14 +445,16 @@ def test_monitoring_disabled_in_the_spec_registers_nothing(
 
 
 def test_histogram_buckets_are_upper_inclusive_and_cumulative_in_the_exposition(
-    sqlite_url: str, registry: CollectorRegistry
+    sqlite_url: str, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Each checkout reads the clock twice (before and after), each checkin once.
+    waits = (0.0005, 0.0006, 0.001, 31.0)
+    ticks = iter([t for w in waits for t in (0.0, w, w + 0.0008)])
+    monkeypatch.setattr(hooks, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
     engine = sqlite_engine(sqlite_url)
-    monitor = attach_monitoring(engine, name="app", registry=registry)
-    wait = monitor._wait  # the bucket arithmetic, fed known values
-    with monitor._lock:
-        for v in (0.0005, 0.0006, 0.001, 31.0):
-            wait.observe(v)
+    attach_monitoring(engine, name="app", registry=registry)
+    for _ in waits:
+        engine.pool.connect().close()
     samples = scrape(registry)
 
     def bucket(le: str) -> float | None:
@@ -470,6 +462,13 @@ def test_histogram_buckets_are_upper_inclusive_and_cumulative_in_the_exposition(
 
     assert (bucket("0.0005"), bucket("0.001"), bucket("30.0"), bucket("+Inf")) == (1, 3, 3, 4)
     assert value(samples, "dbprofile_pool_checkout_wait_seconds_count", **LABELS) == 4
+    assert value(samples, "dbprofile_pool_checkout_wait_seconds_sum", **LABELS) == pytest.approx(
+        sum(waits)
+    )
+    duration = value(
+        samples, "dbprofile_pool_connection_duration_seconds_bucket", le="0.001", **LABELS
+    )
+    assert duration == 4
     engine.dispose()
 
 
@@ -493,7 +492,4 @@ def test_a_sync_and_an_async_engine_of_one_profile_keep_the_name_apart_by_pool_m
         value(samples, "dbprofile_pool_size", engine="prod", pool_mode="AsyncAdaptedQueuePool") == 2
     )
     sync.dispose()
-    import asyncio
-
     asyncio.run(async_.dispose())
-    assert engines_in(scrape(registry)) == set()
