@@ -87,6 +87,12 @@ def _families() -> dict[str, Any]:
         "DatabaseTimeoutError, ...), each counted once, by class.",
         labels=[*labels, "error_class"],
     )
+    out["retries"] = CounterMetricFamily(
+        "dbprofile_retries",
+        "Retries made by dbprofile.retrying in this process, by reason (the error class "
+        "retried, or SerializationFailure).",
+        labels=["reason"],
+    )
     out["connection_duration"] = HistogramMetricFamily(
         "dbprofile_pool_connection_duration_seconds",
         "Seconds from checkout to checkin of a pooled connection.",
@@ -161,6 +167,10 @@ class PoolCollector:
             _add_counts(families["translated_errors"], labels, seen.items())
             _add_histogram(families["connection_duration"], labels, snap.connection_duration)
             _add_histogram(families["checkout_wait"], labels, snap.checkout_wait)
+        from dbprofile.runtime.retry import RETRIES  # process-wide, not per engine
+
+        for reason, count in sorted(RETRIES.counts().items()):
+            families["retries"].add_metric([reason], count)
         return iter(families.values())
 
 

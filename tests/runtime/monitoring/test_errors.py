@@ -135,3 +135,30 @@ def test_the_log_line_lists_translated_errors(tmp_path: Any, registry: Collector
     assert line.endswith(" db_errors=UniqueConstraintViolationError:2"), line
     monitor.close()
     engine.dispose()
+
+
+def test_retries_made_by_retrying_are_counted_in_the_metrics() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    import dbprofile
+    from dbprofile.runtime.monitoring import attach_monitoring
+    from dbprofile.runtime.retry import RETRIES
+
+    registry = CollectorRegistry()
+    engine = sqlite_engine("sqlite://")
+    attach_monitoring(engine, name="retries", registry=registry)
+    before = RETRIES.counts().get("DatabaseDeadlockError", 0)
+    calls = []
+
+    @dbprofile.retrying(attempts=3, backoff=0.001, retry_serialization=True)
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise dbprofile.DatabaseDeadlockError("deadlock detected")
+        return "done"
+
+    assert flaky() == "done"
+    text = generate_latest(registry).decode()
+    line = f'dbprofile_retries_total{{reason="DatabaseDeadlockError"}} {float(before + 2)}'
+    assert line in text
+    engine.dispose()
