@@ -32,10 +32,24 @@ def is_profile(path: Path, text: str) -> bool:
     ``pyproject.toml`` or a CI workflow never gets profile diagnostics)."""
     if path.suffix not in EXTENSIONS:
         return False
-    if path.parent.name == "profiles":
+    if path.parent.name == "profiles" or _settings_profiles_dir(path) == path.parent.resolve():
         return True
     first = next((line for line in text.splitlines() if line.strip()), "")
     return first.lstrip().startswith("#") and SCHEMA_NAME in first
+
+
+def _settings_profiles_dir(path: Path) -> Path | None:
+    """The profiles directory the project settings name (``[tool.dbprofile]``), if any."""
+    from dbprofile.errors import ProblemsFound
+    from dbprofile.project import find_settings
+
+    try:
+        settings = find_settings(path.parent)
+    except ProblemsFound:  # broken settings: the CLI reports them; the server goes on
+        return None
+    if settings.path is None or settings.profiles_dir is None:
+        return None
+    return (Path(settings.path).parent / settings.profiles_dir).resolve()
 
 
 @frozen
