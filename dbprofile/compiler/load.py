@@ -171,9 +171,10 @@ _BARE = r"[A-Za-z0-9_-]+"
 _QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'[^']*'"
 _KEY = rf"(?:{_BARE}|{_QUOTED})"
 _DOTTED = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
-_KEYVAL = re.compile(rf"\s*({_DOTTED})\s*=")
+_KEYVAL = TOML_KEYVAL = re.compile(rf"\s*({_DOTTED})\s*=")
+TOML_DOTTED = _DOTTED
 _HEADER = re.compile(rf"\s*\[\[?\s*({_DOTTED})\s*\]\]?")
-_KEY_PART = re.compile(_KEY)
+_KEY_PART = TOML_KEY_PART = re.compile(_KEY)
 _INLINE_KEY = re.compile(rf"[{{,]\s*({_DOTTED})\s*=")
 
 

@@ -13,16 +13,15 @@ from typing import Literal
 
 from attrs import evolve, frozen
 
+from dbprofile.compiler.load import TOML_DOTTED, TOML_KEY_PART, TOML_KEYVAL
+
 KeyPath = tuple[str, ...]
 SpotKind = Literal["key", "value", "member"]
 
-_BARE = r"[A-Za-z0-9_-]+"
-_QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'[^']*'"
-_KEY = rf"(?:{_BARE}|{_QUOTED})"
-_DOTTED = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
-_TOML_KEYVAL = re.compile(rf"\s*({_DOTTED})\s*=")
-_TOML_HEADER = re.compile(rf"\s*\[\[?\s*({_DOTTED})?")
-_KEY_PART = re.compile(_KEY)
+# TOML's key grammar is the loader's (one spelling of it); a header being typed may
+# still lack its closing bracket, so this one ends early.
+_TOML_KEYVAL = TOML_KEYVAL
+_TOML_HEADER = re.compile(rf"\s*\[\[?\s*({TOML_DOTTED})?")
 _YAML_KEY = re.compile(r"(\s*)(?:-\s+)?([A-Za-z0-9_.-]+|\"[^\"]*\"|'[^']*')\s*:(?=\s|$)")
 _INNER = {
     ".toml": re.compile(r"([A-Za-z0-9_-]+)\s*="),
@@ -49,7 +48,8 @@ _WORD_AFTER = re.compile(r"^[A-Za-z0-9_.-]*")
 
 def _split(dotted: str) -> KeyPath:
     return tuple(
-        t[1:-1] if t[0] in "\"'" else t for t in (m.group(0) for m in _KEY_PART.finditer(dotted))
+        t[1:-1] if t[0] in "\"'" else t
+        for t in (m.group(0) for m in TOML_KEY_PART.finditer(dotted))
     )
 
 
