@@ -249,14 +249,15 @@ def compile_replicas(
         if not isinstance(url, PgUrl):
             problems.append(problem(f"replica {i}: must be a postgresql:// URI"))
             continue
-        if url.password is not None:
-            problems.append(
-                problem(
-                    f"replica {i}: a password in a replica URI is not supported; replicas "
-                    "use database.password"
-                )
-            )
-            continue
+        password = primary.password
+        if url.password is not None:  # its own password: a reference, never the text
+            top = merged.top(("database", "replicas"))
+            if top is not None and top.kind == "env":
+                var = top.where.removeprefix("env ")
+                password = Secret("env", var, "database.password", part=f"replica:{i}")
+            else:
+                where = top.where if top is not None else "database.replicas"
+                password = Secret("literal", where, "database.password", literal=url.password)
         own = tuple((k, v) for k, v in url.query if k != "target_session_attrs")
         given = {k for k, _ in own}
         inherited = tuple(
@@ -271,7 +272,7 @@ def compile_replicas(
             port=port,
             name=url.database or primary.name,
             user=url.user or primary.user,
-            password=primary.password,
+            password=password,
             options=inherited + own,
         )
         display = render_url(

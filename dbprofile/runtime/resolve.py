@@ -35,7 +35,11 @@ def resolve_secret(
             raise SecretError(where, f"environment variable {secret.ref} is not set")
         if secret.part is None:
             return value
-        if secret.part != "password":
+        if secret.part.startswith("replica:"):  # the password of the i-th URI of a list
+            index = int(secret.part.removeprefix("replica:"))
+            uris = [u for u in value.split(",") if u.strip()]
+            value = uris[index - 1] if 0 < index <= len(uris) else ""
+        elif secret.part != "password":
             raise SecretError(where, f"unknown secret part {secret.part!r} of {secret.ref}")
         password = url_password(value)
         if password is None:

@@ -206,3 +206,35 @@ def test_async_readonly_sessions_read_from_the_replica_and_fail_over_to_the_prim
             await factory.kw["router"].adispose()
 
     assert asyncio.run(run()) == [True, False, False, True]
+
+
+def test_a_replica_uri_with_its_own_password_from_the_environment_connects(
+    pg: PostgresServer, replica: ReplicaServer
+) -> None:
+    from urllib.parse import quote
+
+    from dbprofile import compile_profile, load_spec
+    from dbprofile.spec import spec_to_dict
+
+    role_password = "r3pl!ca p@ss/word"
+    role = pg.create_role("replica_reader", role_password)  # replicated to the standby
+    replica.wait_caught_up()
+    environ = {
+        "LETTA_PG_URI": f"postgresql://{pg.user}:wrong-on-purpose@{pg.host}:{pg.port}/postgres",
+        "LETTA_PG_REPLICA_URIS": (
+            f"postgresql://{role}:{quote(role_password, safe='')}@"
+            f"{replica.host}:{replica.port}/postgres?sslmode=disable"
+        ),
+        "LETTA_PG_CONNECT_TIMEOUT": "2",
+    }
+    spec = compile_profile(None, environ=environ)
+    text_ = str(spec_to_dict(spec))
+    assert role_password not in text_  # the spec carries a reference, never the text
+    assert quote(role_password, safe="") not in text_
+    standby = create_engine(load_spec(spec_to_dict(spec)), role="replica", environ=environ)
+    try:
+        with standby.connect() as conn:
+            assert conn.execute(IN_RECOVERY).scalar() is True
+            assert conn.execute(text("SELECT current_user")).scalar() == role
+    finally:
+        standby.dispose()
