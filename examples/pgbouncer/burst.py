@@ -6,7 +6,8 @@
 Compiles profiles/prod.toml (LETTA_* variables on top), creates the engine with
 dbprofile.create_engine and runs THREADS x QUERIES transactions, each the same statement,
 so psycopg would prepare it after 5 runs on a connection. Prints one summary line; exits
-0 when every query succeeded, 1 otherwise (the first error goes to stderr).
+0 when every query succeeded, 1 otherwise (the first prepared-statement error, or
+else the first error, goes to stderr).
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def main() -> int:
         f"{len(backends)} server sessions"
     )
     if errors:
-        print(f"first error: {errors[0]}", file=sys.stderr)
+        # The telling error first: a prepared-statement clash also shows up as other
+        # errors (a bind on a statement another client prepared), which say less.
+        telling = [e for e in errors if "prepared statement" in e] or errors
+        print(f"first error: {telling[0]}", file=sys.stderr)
         return 1
     return 0
 
