@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -109,12 +108,9 @@ def test_absurdly_large_profile_is_refused_without_reading_it(
     big = profiles / "big.toml"
     with big.open("w") as fh:
         fh.write("[pool]\nsize = 5\n")
-        fh.write(("# padding " + "x" * 100 + "\n") * 10_000)
+        fh.truncate(64 * 1024**3)  # sparse: reading it would take minutes and 64 GiB
     size = big.stat().st_size
-    assert size > 1024 * 1024
-    started = time.perf_counter()
     code, out, err = _compile(tmp_path, monkeypatch, "--profile", "big")
-    assert time.perf_counter() - started < 1.0
     assert (code, out) == (1, "")
     assert err == f"profiles/big.toml: file too large: {size} bytes (limit 1048576)\n"
 

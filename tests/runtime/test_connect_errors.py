@@ -129,7 +129,7 @@ def test_a_host_that_never_answers_is_unreachable_within_connect_timeout(
         elapsed = time.monotonic() - started
     assert type(err) is DatabaseUnreachableError
     assert (err.kind, err.retryable) == ("timeout", True)
-    assert elapsed < 3.5, elapsed
+    assert elapsed < 10, elapsed  # not libpq's default of waiting for ever
     assert_well_formed(err, secret=pg.password, port=port)
 
 

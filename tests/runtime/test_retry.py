@@ -228,7 +228,7 @@ def test_the_deadline_bounds_the_retries(pg: PostgresServer, env: dict[str, str]
         work()
     elapsed = time.monotonic() - started
     engine.dispose()
-    assert 0.5 < elapsed < 1.5, elapsed
+    assert 0.5 < elapsed < 4, elapsed  # attempts=10,000 would take far longer
     assert len(calls) > 3
     assert any("deadline reached" in note for note in info.value.__notes__)
 

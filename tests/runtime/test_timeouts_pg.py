@@ -51,8 +51,8 @@ def test_statement_timeout_cancels_pg_sleep_beyond_the_limit(
     try:
         started = time.monotonic()
         with engine.connect() as conn, pytest.raises(DatabaseTimeoutError) as info:
-            conn.execute(text("SELECT pg_sleep(2)"))
-        assert time.monotonic() - started < 1.5
+            conn.execute(text("SELECT pg_sleep(30)"))
+        assert time.monotonic() - started < 10  # cut at 0.3 s, not after the 30 s sleep
         assert "statement timed out" in str(info.value)
         assert info.value.original_exception is not None
         # Within the limit works; and the connection keeps serving afterwards.
@@ -75,7 +75,7 @@ def test_lock_timeout_gives_up_on_a_held_lock(
         started = time.monotonic()
         with engine.connect() as conn, pytest.raises(DatabaseLockNotAvailableError) as info:
             conn.execute(text("SELECT count(*) FROM locked_t"))
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 10  # the lock is held until the test ends
         assert "lock" in str(info.value)
     finally:
         holder.close()
@@ -216,7 +216,7 @@ def test_connect_timeout_is_its_own_setting_not_the_pool_timeout(
             engine.connect()
         elapsed = time.monotonic() - started
         engine.dispose()
-    assert 1.5 < elapsed < 6  # not pool.timeout's 30 s
+    assert 1.5 < elapsed < 15  # not pool.timeout's 30 s
 
 
 class FreezableProxy:
@@ -290,7 +290,7 @@ def test_pre_ping_on_a_frozen_connection_is_bounded_and_the_pool_reconnects(
         engine.dispose()
         proxy.close()
     assert second != first
-    assert 0.9 < elapsed < 3
+    assert 0.9 < elapsed < 10  # unbounded, the ping would wait for the frozen server
 
 
 def test_async_pre_ping_on_a_frozen_connection_is_bounded(
@@ -320,7 +320,7 @@ def test_async_pre_ping_on_a_frozen_connection_is_bounded(
     finally:
         proxy.close()
     assert second != first
-    assert 0.9 < elapsed < 3
+    assert 0.9 < elapsed < 10  # unbounded, the ping would wait for the frozen server
 
 
 def test_unused_port_is_refused_quickly_not_after_the_connect_timeout(
@@ -332,4 +332,4 @@ def test_unused_port_is_refused_quickly_not_after_the_connect_timeout(
     with pytest.raises(Exception):  # noqa: B017, PT011 - its class is translate.py's business
         engine.connect()
     engine.dispose()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # not the 30 s connect timeout
