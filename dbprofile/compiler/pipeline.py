@@ -218,20 +218,33 @@ def validate_profiles(
                 [Problem(str(base), message=f"cannot read: {exc.strerror}")]
             ) from None
     problems: list[Problem] = []
+    loaded: list[Path] = []
     for path in paths:
+        if files and not path.exists() and path.suffix not in EXTENSIONS:
+            named = [base / f"{path.name}{ext}" for ext in EXTENSIONS]
+            hint = next((f" (the profile's file is {p})" for p in named if p.is_file()), "")
+            problems.append(Problem(str(path), message=f"no such file{hint}"))
+            continue
         try:
             problems.extend(file_problems(load_layer(path)))
+            loaded.append(path)
         except ProblemsFound as exc:
             problems.extend(exc.problems)
-    names = sorted({p.stem for p in paths}) if files else profile_names(base)
-    directory = paths[0].parent if files else base
+    # Each file's profile compiles in the file's own directory (files may come from
+    # several); a file that did not load is not compiled again (its problem is above).
+    targets = (
+        sorted({(p.parent, p.stem) for p in loaded})
+        if files
+        else [(base, name) for name in profile_names(base)]
+    )
     checked = 0
-    for name in names:
+    for directory, name in targets:
         try:
             compile_full(name, profiles_dir=directory, environ=environ or {})
             checked += 1
         except ProblemsFound as exc:
             problems.extend(exc.problems)
     if problems:
-        raise ProblemsFound(problems)
+        # A parent's problem reaches every profile that extends it: report it once.
+        raise ProblemsFound(list(dict.fromkeys(problems)))
     return len(paths), checked

@@ -163,6 +163,40 @@ def test_validate_named_files_only(project: Path) -> None:
     assert (code, out, err) == (0, "ok: 1 file(s), 1 profile(s) valid\n", "")
 
 
+def test_validate_files_from_two_directories_each_compile_in_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "a" / "base.toml").write_text("[pool]\nsize = 3\n")
+    (tmp_path / "a" / "x.toml").write_text('extends = "base"\n')
+    (tmp_path / "b" / "y.toml").write_text("[pool]\nsize = 4\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("validate", "a/x.toml", "b/y.toml")
+    assert (code, out, err) == (0, "ok: 2 file(s), 2 profile(s) valid\n", "")
+
+
+def test_validate_reports_an_unparsable_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "x.toml").write_text("[pool\n")
+    (tmp_path / "p" / "y.toml").write_text('extends = "x"\n')
+    monkeypatch.chdir(tmp_path)
+    bad = "p/x.toml:1:6: cannot parse TOML: expected ']' at the end of a table declaration\n"
+    for argv in (("--profiles-dir", "p"), ("p/x.toml",), ("p/x.toml", "p/y.toml")):
+        assert run("validate", *argv) == (1, "", bad), argv
+
+
+def test_validate_given_a_profile_name_points_at_its_file(project: Path) -> None:
+    assert run("validate", "prod") == (
+        1,
+        "",
+        "prod: no such file (the profile's file is profiles/prod.yaml)\n",
+    )
+    assert run("validate", "nothere") == (1, "", "nothere: no such file\n")
+
+
 def test_explain_key_shows_origin_and_what_it_replaced(project: Path) -> None:
     code, out, err = run("explain", "--profile", "prod", "pool.size")
     assert (code, err) == (0, "")
