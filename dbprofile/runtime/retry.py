@@ -1,5 +1,6 @@
 """Retries that are safe: :func:`retrying`, a decorator for sync and async functions, and
-:func:`attempts`, the same policy as a loop of ``with attempt:`` blocks.
+:func:`attempts` / :func:`async_attempts`, the same policy as a loop of ``with attempt:``
+(or ``async with attempt:``) blocks.
 
 What is retried (:func:`retry_reason`):
 
@@ -36,7 +37,7 @@ import inspect
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -47,7 +48,15 @@ from dbprofile.errors import (
     DatabaseDeadlockError,
 )
 
-__all__ = ["RETRIES", "Attempt", "RetryCounter", "attempts", "retry_reason", "retrying"]
+__all__ = [
+    "RETRIES",
+    "Attempt",
+    "RetryCounter",
+    "async_attempts",
+    "attempts",
+    "retry_reason",
+    "retrying",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -174,6 +183,17 @@ class Attempt:
         self.error = exc
         return True
 
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
 
 def attempts(
     *,
@@ -197,6 +217,31 @@ def attempts(
         if attempt.error is None:
             return
         time.sleep(attempt.delay or 0.0)
+
+
+async def async_attempts(
+    *,
+    attempts: int = 5,
+    deadline: float = 30.0,
+    retry_serialization: bool = False,
+    backoff: float = 0.1,
+    max_backoff: float = 5.0,
+) -> AsyncIterator[Attempt]:
+    """The policy of :func:`retrying` as an ``async for`` loop (waits with
+    ``asyncio.sleep``, so the event loop keeps serving)::
+
+    async for attempt in async_attempts():
+        async with attempt, ASession() as session, session.begin():
+            ...
+    """
+    schedule = _Schedule(attempts, deadline, retry_serialization, backoff, max_backoff)
+    while True:
+        schedule.attempt += 1
+        attempt = Attempt(schedule)
+        yield attempt
+        if attempt.error is None:
+            return
+        await asyncio.sleep(attempt.delay or 0.0)
 
 
 @overload

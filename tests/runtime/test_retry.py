@@ -21,7 +21,7 @@ from dbprofile import (
     create_engine,
     retrying,
 )
-from dbprofile.runtime.retry import RETRIES, attempts, retry_reason
+from dbprofile.runtime.retry import RETRIES, async_attempts, attempts, retry_reason
 from dbprofile.spec import PoolSpec
 from tests.pg import PostgresServer, free_port
 from tests.specs import PASSWORD_VAR, pg_spec
@@ -305,6 +305,54 @@ def test_the_loop_form_retries_a_deadlock_when_asked(
                 raise_sqlstate(conn, "40P01")
     engine.dispose()
     assert tries == 2
+
+
+def test_the_async_loop_form_retries_a_restart_and_a_deadlock_when_asked(
+    pg: PostgresServer, env: dict[str, str]
+) -> None:
+    async def run() -> tuple[list[int], list[int], int]:
+        engine = create_async_engine(pg_spec(pg, pool=NO_PING), environ=env)
+        restarts: list[int] = []
+        deadlocks: list[int] = []
+        try:
+            async for attempt in async_attempts(**FAST):
+                async with attempt, engine.connect() as conn:
+                    restarts.append(1)
+                    if len(restarts) == 1:
+                        pg.restart()
+                    seven = int((await conn.execute(text("SELECT 7"))).scalar_one())
+            async for attempt in async_attempts(retry_serialization=True, **FAST):
+                async with attempt, engine.begin() as conn:
+                    deadlocks.append(1)
+                    if len(deadlocks) == 1:
+                        await conn.run_sync(raise_sqlstate, "40P01")
+            return restarts, deadlocks, seven
+        finally:
+            await engine.dispose()
+
+    restarts, deadlocks, seven = asyncio.run(run())
+    assert (len(restarts), len(deadlocks), seven) == (2, 2, 7)
+
+
+def test_the_async_loop_form_lets_an_unsafe_error_through_at_once(
+    pg: PostgresServer, env: dict[str, str]
+) -> None:
+    tries = 0
+
+    async def run() -> None:
+        nonlocal tries
+        engine = create_async_engine(pg_spec(pg), environ=env)
+        try:
+            async for attempt in async_attempts(**FAST):  # not asked for deadlocks
+                async with attempt, engine.begin() as conn:
+                    tries += 1
+                    await conn.run_sync(raise_sqlstate, "40P01")
+        finally:
+            await engine.dispose()
+
+    with pytest.raises(DatabaseDeadlockError):
+        asyncio.run(run())
+    assert tries == 1
 
 
 def test_retry_reason_refuses_what_is_unsafe() -> None:
