@@ -3,9 +3,10 @@
 One round trip through the engine's own pool (never a new engine, never a new pool): a
 checkout (which pre-pings and reconnects as the pool is configured), then one query
 asking the server's role and version. Bounded by ``timeout`` seconds (2 by default): a
-sync call probes in a helper thread and stops waiting when the time is up (the probe
-finishes in the background and returns its connection to the pool); an async call
-cancels the probe. It never raises for a database that is down, hung or refusing:
+sync call probes in a helper thread and stops waiting when the time is up; a query still
+running then has its socket cut, so the probe ends and the pool discards that connection
+(a checkout still connecting ends at the connect timeout); an async call cancels the
+probe. It never raises for a database that is down, hung or refusing:
 ``ok`` is False and ``error`` says why in one line with no secret.
 """
 
@@ -123,11 +124,20 @@ def _health_sync(engine: Engine, timeout: float) -> Health:
     done = threading.Event()
 
     def probe() -> None:
+        from dbprofile.runtime.timeouts import cut_after
+
+        def was_cut() -> bool:
+            return False
+
         try:
             with engine.connect() as conn:
-                outcome["row"] = _run_probe(conn, _probe_sql(engine))
+                # A query stuck on a hung server must not keep its thread and its pool
+                # connection after health() has answered: the socket is cut at the timeout.
+                left = max(timeout - (time.perf_counter() - started), 0.001)
+                with cut_after(conn.connection.dbapi_connection, left) as was_cut:
+                    outcome["row"] = _run_probe(conn, _probe_sql(engine))
         except Exception as exc:  # reported in Health.error, never raised
-            outcome["error"] = exc
+            outcome["error"] = None if was_cut() else exc
         finally:
             done.set()
 
@@ -135,7 +145,9 @@ def _health_sync(engine: Engine, timeout: float) -> Health:
     if not done.wait(timeout):
         return _failed(engine, started, _timed_out(timeout))
     if "error" in outcome:
-        return _failed(engine, started, _error_line(engine, outcome["error"]))
+        error = outcome["error"]
+        reason = _timed_out(timeout) if error is None else _error_line(engine, error)
+        return _failed(engine, started, reason)
     return _result(engine, started, outcome["row"])
 
 

@@ -25,7 +25,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import event
@@ -127,6 +127,28 @@ def _socket_of(dbapi_connection: Any) -> int | None:
         return int(pgconn.socket) if pgconn is not None else None
     except Exception:  # a closed connection has no socket: no watchdog then
         return None
+
+
+@contextlib.contextmanager
+def cut_after(dbapi_connection: Any, timeout: float) -> Iterator[Callable[[], bool]]:
+    """Shut ``dbapi_connection``'s socket down if the block is still running after
+    ``timeout`` seconds: a call blocked on a hung server then fails at once (and the pool
+    discards the connection) instead of waiting for ever. Yields a function telling,
+    once the block is left, whether the socket was cut. No-op without a socket (SQLite)."""
+    fired = False
+
+    def was_cut() -> bool:
+        return fired
+
+    fd = _socket_of(dbapi_connection)
+    if fd is None:
+        yield was_cut
+        return
+    alarm = _WATCHDOG.arm(fd, timeout)
+    try:
+        yield was_cut
+    finally:
+        fired = _WATCHDOG.disarm(alarm)
 
 
 def _bound_ping(engine: Engine, timeout: float) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from dbprofile import Health, create_async_engine, create_engine, health
 from dbprofile.spec import PoolSpec
 from tests.pg import PostgresServer
+from tests.proxy import FreezableProxy
 from tests.specs import pg_spec, sqlite_spec
 
 POOLED = PoolSpec(enabled=True, size=3, max_overflow=2, timeout=5.0)
@@ -34,7 +35,7 @@ def test_health_of_a_live_engine_reports_role_version_and_the_pools_counts(
     assert status.role == "primary"
     assert status.server_version is not None
     assert status.server_version.split(".")[0] == str(pg.server_version // 10000)
-    assert 0 < status.latency < 1.0
+    assert 0 < status.latency < 10  # a sanity bound, not a speed test
     assert (status.pool.kind, status.pool.size) == ("TranslatingQueuePool", 3)
     assert (status.pool.checked_out, status.pool.checked_in) == (1, 1)
     assert status.pool.overflow == 0  # 2 of 3 connections made so far: none beyond size
@@ -81,6 +82,33 @@ def test_health_of_a_hung_server_gives_up_after_its_timeout(
     assert status.ok is False
     assert status.error == "timeout: no answer within 0.5 s"
     assert elapsed < 4  # the engine's own connect timeout is 5 s
+
+
+@pytest.mark.postgres
+def test_health_cuts_a_probe_stuck_on_a_hung_server_and_frees_its_connection(
+    pg: PostgresServer, env: dict[str, str]
+) -> None:
+    """Behind a frozen path the probe's query would wait for ever, holding a thread and
+    the only pool connection; at the timeout its socket is cut, so the connection goes
+    back (discarded) and the next probe, on a new connection, answers."""
+    proxy = FreezableProxy(pg.port)
+    pool = PoolSpec(enabled=True, size=1, max_overflow=0, timeout=5.0, pre_ping=False)
+    engine = create_engine(pg_spec(pg, port=proxy.port, pool=pool), environ=env)
+    try:
+        assert health(engine).ok is True
+        proxy.freeze()  # the pooled connection's path hangs; new connections pass
+        status = health(engine, timeout=0.5)
+        assert (status.ok, status.error) == (False, "timeout: no answer within 0.5 s")
+        for _ in range(100):  # the probe thread ends soon after the cut
+            if engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+                break
+            time.sleep(0.05)
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        again = health(engine, timeout=5)
+        assert (again.ok, again.error) == (True, None)
+    finally:
+        engine.dispose()
+        proxy.close()
 
 
 @pytest.mark.postgres
