@@ -12,7 +12,6 @@ import io
 import pkgutil
 import re
 import shlex
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,77 +300,3 @@ def test_public_surface_is_exactly_all() -> None:
 def test_shipped_profiles_compile_without_environment() -> None:
     for name in ("base", "dev", "test", "prod"):
         run("compile", "--profiles-dir", str(ROOT / "profiles"), "--profile", name)
-
-
-# --------------------------------------------------------------------------- transcripts
-
-# Transcripts whose commands need only the shipped profiles (no database, no key).
-OFFLINE = frozenset({"compile", "explain", "validate", "diff", "env-vars"})
-TYPO = re.compile(r"Make a typo \(`(\w+):` → `(\w+):` on line (\d+) of `(profiles/[\w.]+)`\)")
-
-
-def transcripts(page: Path) -> Iterator[tuple[str, str, list[str]]]:
-    """(file:line, command, expected output lines) for each ``$ `` line of a ``console``
-    block, its output being the lines up to the next ``$ `` or the block's end."""
-    current: tuple[str, str, list[str]] | None = None
-    for language, number, line in blocks(page.read_text(encoding="utf-8")):
-        if current is not None and (language != "console" or line.startswith("$ ")):
-            yield current
-            current = None
-        if language == "console" and line.startswith("$ "):
-            current = (f"{rel(page)}:{number}", line[2:].split("  #")[0].strip(), [])
-        elif current is not None:
-            current[2].append(line)
-    if current is not None:
-        yield current
-
-
-def offline(command: str) -> bool:
-    words = [w for w in shell_words(command) if not ASSIGNMENT.match(w)]
-    return words[:1] == ["dbprofile"] and words[1:2] != [] and words[1] in OFFLINE
-
-
-README_TRANSCRIPTS = [t for t in transcripts(ROOT / "README.md") if offline(t[1])]
-
-
-def run_transcript(command: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What ``command`` prints (stdout, then stderr) in ``cwd``, with only the variables
-    written in front of it."""
-    words = shell_words(command)
-    environ = {}
-    while ASSIGNMENT.match(words[0]):
-        name, _, value = words.pop(0).partition("=")
-        environ[name] = value
-    out, err = io.StringIO(), io.StringIO()
-    monkeypatch.chdir(cwd)
-    main(words[1:], environ=environ, stdout=out, stderr=err)
-    return (out.getvalue() + err.getvalue()).splitlines()
-
-
-def test_the_readme_holds_transcripts() -> None:
-    assert len(README_TRANSCRIPTS) >= 4, README_TRANSCRIPTS
-
-
-@pytest.mark.parametrize(
-    ("where", "command", "expected"), README_TRANSCRIPTS, ids=[t[0] for t in README_TRANSCRIPTS]
-)
-def test_readme_transcripts_print_what_the_code_prints(
-    where: str,
-    command: str,
-    expected: list[str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Each transcript, run on a copy of the shipped profiles, prints exactly what the
-    README shows; the typo walk-through first makes the typo it describes."""
-    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
-    line = int(where.rpartition(":")[2])
-    typo = TYPO.search(" ".join(README.splitlines()[max(0, line - 6) : line]))
-    if typo is not None:
-        right, wrong, number, name = typo.group(1, 2, 3, 4)
-        target = tmp_path / name
-        lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
-        assert f"{right}:" in lines[int(number) - 1], f"{name}:{number} has no {right}"
-        lines[int(number) - 1] = lines[int(number) - 1].replace(f"{right}:", f"{wrong}:")
-        target.write_text("".join(lines), encoding="utf-8")
-    assert run_transcript(command, tmp_path, monkeypatch) == expected, where
