@@ -1,13 +1,15 @@
 """Positions through the real server, in both formats: the encoding negotiated at
 ``initialize`` (UTF-32 when the client offers it, else UTF-16) and every position
 converted both ways — diagnostics, hover, completion, definition and code-action edits —
-on lines where non-BMP characters (emoji in a string) come before the key. The planted
-secret never crosses the wire."""
+on lines where non-BMP characters (emoji in a string) come before the key. The code
+actions for a literal secret inside a TOML inline table or a YAML flow mapping replace
+just that value; the planted secret never crosses the wire."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from dbprofile import crypto
 from dbprofile.cli import main
 from dbprofile.compiler.load import load_text
 from dbprofile.errors import ProblemsFound
@@ -196,3 +199,45 @@ def test_definition_from_and_to_keys_after_emoji(
         "start": {"line": 0, "character": start},
         "end": {"line": 0, "character": start + len("user")},
     }
+
+
+# ---------------------------------------------------------------- code actions, inline
+
+
+def actions(lsp: LspClient, uri: str, line: int) -> list[dict[str, Any]]:
+    rng = {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}}
+    result: list[dict[str, Any]] = lsp.request(
+        "textDocument/codeAction",
+        {"textDocument": {"uri": uri}, "range": rng, "context": {"diagnostics": []}},
+    )
+    return result
+
+
+def test_code_actions_replace_only_the_secret_in_an_inline_table(
+    lsp: LspClient, project: Path, suffix: str, encoding: str
+) -> None:
+    prod = project / "profiles" / f"prod{suffix}"
+    text = PROD[suffix]
+    uri = lsp.open(prod)
+    found = lsp.diagnostics(uri)
+    assert ["literal secret" in d["message"] for d in found] == [True], found
+    move, encrypt = actions(lsp, uri, 1)
+    assert move["title"].startswith("Move this literal secret to")
+    assert encrypt["title"] == "Encrypt this literal"
+    literal = f'"{SECRET}"' if suffix == ".toml" else SECRET
+    env = env_of("database.password")
+    env_form = f'{{ env = "{env}" }}' if suffix == ".toml" else f"{{env: {env}}}"
+    (edit,) = move["edit"]["changes"][uri]
+    moved = splice(text, edit, encoding)
+    assert moved == text.replace(literal, env_form)
+    lsp.change(uri, moved)
+    assert lsp.diagnostics(uri, until=lambda ds: not ds) == []
+    prod.write_text(moved, encoding="utf-8")
+    assert validate_err(project) == ""
+    (edit,) = encrypt["edit"]["changes"][uri]
+    sealed = splice(text, edit, encoding)
+    assert sealed.replace(edit["newText"], literal) == text  # only the value changed
+    token = json.loads(edit["newText"])
+    assert crypto.open_value(token, key=KEY, key_path="database.password") == SECRET
+    lsp.change(uri, sealed)
+    assert lsp.diagnostics(uri, until=lambda ds: not ds) == []
