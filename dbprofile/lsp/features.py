@@ -106,8 +106,9 @@ def _effective(profiles: Profiles, path: Path, dotted: str) -> list[str]:
     from dbprofile.compiler.render import explain_rows, render_explain
 
     out = []
+    home = profiles.home(path)
     try:
-        compiled = profiles.compile(path.stem, path.parent)
+        compiled = profiles.compile(path.stem, home)
     except (ProblemsFound, DbprofileError):
         out.append(f"In profile `{path.stem}`: not available (the profile has problems)")
     else:
@@ -116,10 +117,10 @@ def _effective(profiles: Profiles, path: Path, dotted: str) -> list[str]:
             out.append(f"In profile `{path.stem}`:\n```\n{render_explain(rows).rstrip()}\n```")
     parts = tuple(dotted.split("."))
     overriders = []
-    for name in profiles.family(path):
+    for name in profiles.family(path, home):
         if name == path.stem:
             continue
-        for layer in profiles.chain(path.parent / f"{name}{path.suffix}") or []:
+        for layer in profiles.chain(name, home):
             if Path(layer.label).stem == name and parts in layer.positions:
                 overriders.append(f"`{name}` ({layer.origin(parts)})")
     if overriders:
@@ -192,7 +193,7 @@ def _values(profiles: Profiles, path: Path, spot: Spot, fmt: str) -> list[t.Comp
     if spot.path == ("extends",):
         return [
             _item(n, t.CompletionItemKind.File, _quote(n, spot, fmt), f"profile `{n}`")
-            for n in profiles.names(path.parent)
+            for n in profiles.names(profiles.home(path))
             if n != path.stem
         ]
     key = _key_of(spot.path)
@@ -241,18 +242,19 @@ def definition(
     profiles: Profiles, path: Path, text: str, line: int, char: int
 ) -> t.Location | None:
     spot = spot_at(text, _fmt(path), line, char)
+    home = profiles.home(path)
     if spot.kind == "value" and spot.path == ("extends",) and spot.word:
-        for candidate in profiles.files(path.parent):
+        for candidate in profiles.files(home):
             if candidate.stem == spot.word:
                 return t.Location(candidate.as_uri(), t.Range(t.Position(0, 0), t.Position(0, 0)))
         return None
     keys = _hover_path(spot)
     if not keys:
         return None
-    for layer in reversed(profiles.chain(path)[:-1]):
+    for layer in reversed(profiles.chain(path.stem, home)[:-1]):
         pos = layer.positions.get(keys)
         if pos is not None:
-            uri = profiles.absolute(layer.label).as_uri()
+            uri = profiles.spelled(profiles.absolute(layer.label)).as_uri()
             start = t.Position(pos[0] - 1, pos[1] - 1)
             return t.Location(
                 uri, t.Range(start, t.Position(pos[0] - 1, pos[1] - 1 + len(keys[-1])))

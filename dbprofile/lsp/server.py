@@ -27,7 +27,7 @@ from pygls.workspace import TextDocument
 
 from dbprofile.compiler.load import EXTENSIONS
 from dbprofile.lsp import features
-from dbprofile.lsp.analysis import Located, Profiles, is_profile
+from dbprofile.lsp.analysis import Located, Profiles
 
 SOURCE = "dbprofile"
 TRIGGERS = ["=", ":", '"', "[", ".", " ", "{", ","]
@@ -75,7 +75,7 @@ class ProfileServer(LanguageServer):
         if path in self.profiles.buffers:
             return path
         document = self.workspace.text_documents.get(uri)
-        return path if document and is_profile(path, document.source) else None
+        return path if document and self.profiles.is_profile(path, document.source) else None
 
     def uri_of(self, path: Path) -> str:
         return self.uris.get(path) or from_fs_path(str(path)) or path.as_uri()

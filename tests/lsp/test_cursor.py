@@ -81,12 +81,14 @@ def test_yaml_comment_lines_are_emptied_unless_a_block_scalar_could_hold_them() 
 
 
 def test_a_file_in_the_settings_profiles_directory_is_a_profile(tmp_path: Path) -> None:
-    from dbprofile.lsp.analysis import is_profile
+    from dbprofile.lsp.analysis import Profiles
 
     (tmp_path / "db").mkdir()
     (tmp_path / "pyproject.toml").write_text('[tool.dbprofile]\nprofiles-dir = "db"\n')
-    assert is_profile(tmp_path / "db" / "prod.toml", "[pool]\n")
-    assert not is_profile(tmp_path / "other.toml", "[pool]\n")
+    profiles = Profiles({}, Path.cwd())  # no settings here: found upwards from the file
+    assert profiles.is_profile(tmp_path / "db" / "prod.toml", "[pool]\n")
+    assert not profiles.is_profile(tmp_path / "other.toml", "[pool]\n")
+    assert not profiles.is_profile(tmp_path / "db" / "notes.md", "")
 
 
 @pytest.mark.parametrize(
