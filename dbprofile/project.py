@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,16 @@ class Settings:
         return not any(code.startswith(i) for i in self.ignore)
 
 
-def find_settings(start: str | os.PathLike[str] | None = None) -> Settings:
-    """The settings that apply in ``start`` (default: the working directory)."""
+def _load(path: Path, required: bool) -> Settings | None:
+    return load_settings(path, required=required)
+
+
+def find_settings(
+    start: str | os.PathLike[str] | None = None,
+    load: Callable[[Path, bool], Settings | None] = _load,
+) -> Settings:
+    """The settings that apply in ``start`` (default: the working directory). ``load``
+    reads one settings file (the language server passes one that caches)."""
     here = Path(start if start is not None else os.getcwd()).resolve()
     for directory in (here, *here.parents):
         for name in SETTINGS_FILES:
@@ -62,7 +71,7 @@ def find_settings(start: str | os.PathLike[str] | None = None) -> Settings:
                     continue
             except OSError:
                 continue
-            found = load_settings(candidate, required=name == "dbprofile.toml")
+            found = load(candidate, name == "dbprofile.toml")
             if found is not None:
                 return found
     return Settings()

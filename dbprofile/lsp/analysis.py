@@ -19,6 +19,7 @@ from attrs import frozen
 from dbprofile.compiler.load import EXTENSIONS, Layer, load_text, read_text
 from dbprofile.compiler.pipeline import Compiled, compile_full, file_problems, load_chain
 from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.project import Settings, find_settings, load_settings
 
 CACHE_SIZE = 512
 _COMMENT_LINE = re.compile(r"(?m)^[ \t]*#.*$")
@@ -27,29 +28,31 @@ SCHEMA_NAME = "dbprofile.schema.json"
 
 
 def is_profile(path: Path, text: str) -> bool:
-    """Whether an opened TOML/YAML file is a profile: it sits in a directory named
-    ``profiles``, or its first line points its editor at dbprofile's schema (so a
-    ``pyproject.toml`` or a CI workflow never gets profile diagnostics)."""
+    """Whether an opened TOML/YAML file is a profile by its place or its text: it sits in
+    a directory named ``profiles``, or its first line points its editor at dbprofile's
+    schema (so a ``pyproject.toml`` or a CI workflow never gets profile diagnostics).
+    :meth:`Profiles.is_profile` adds the directory the project settings name."""
     if path.suffix not in EXTENSIONS:
         return False
-    if path.parent.name == "profiles" or _settings_profiles_dir(path) == path.parent.resolve():
+    if path.parent.name == "profiles":
         return True
     first = next((line for line in text.splitlines() if line.strip()), "")
     return first.lstrip().startswith("#") and SCHEMA_NAME in first
 
 
-def _settings_profiles_dir(path: Path) -> Path | None:
-    """The profiles directory the project settings name (``[tool.dbprofile]``), if any."""
-    from dbprofile.errors import ProblemsFound
-    from dbprofile.project import find_settings
+@frozen
+class Home:
+    """The profiles directory a file compiles in: ``label`` is the ``--profiles-dir``
+    ``dbprofile validate`` would use (so messages name files as it does), ``directory``
+    the same, absolute; ``configured`` when it comes from the project settings."""
 
-    try:
-        settings = find_settings(path.parent)
-    except ProblemsFound:  # broken settings: the CLI reports them; the server goes on
-        return None
-    if settings.path is None or settings.profiles_dir is None:
-        return None
-    return (Path(settings.path).parent / settings.profiles_dir).resolve()
+    directory: Path
+    label: str
+    configured: bool = False
+
+    def file(self, path: Path) -> Path:
+        """``path``'s file as the loader names it (``label/name``)."""
+        return Path(self.label) / path.name
 
 
 @frozen
@@ -74,12 +77,16 @@ def _quick(text: str, suffix: str) -> str:
 
 
 class Profiles:
-    """The profiles directories the editor has open files in."""
+    """The profiles directories the editor has open files in. ``cwd`` is the server's
+    working directory, where ``dbprofile validate`` runs: files are named relative to
+    it, and the project settings are found from it (and upwards from each file)."""
 
     def __init__(self, environ: Mapping[str, str], cwd: Path) -> None:
         self.environ = dict(environ)
         self.cwd = cwd
         self.buffers: dict[Path, str] = {}
+        self._real: dict[str, Path] = {}  # an open buffer's real path -> its path
+        self._settings: dict[tuple[object, ...], Settings | None] = {}
         self.texts: dict[Path, str] = {}
         self._layers: dict[tuple[str, str], Layer | tuple[Problem, ...]] = {}
         self.last_good: dict[Path, Layer] = {}
@@ -95,18 +102,68 @@ class Profiles:
         rel = os.path.relpath(directory, self.cwd)
         return directory.as_posix() if rel.startswith("..") else rel
 
-    def label(self, path: Path) -> str:
-        return str(Path(self.label_dir(path.parent)) / path.name)
-
     def open(self, path: Path, text: str) -> None:
         self.buffers[path] = text
+        self._real[os.path.realpath(path)] = path
 
     def close(self, path: Path) -> None:
         self.buffers.pop(path, None)
+        self._real.pop(os.path.realpath(path), None)
+
+    def spelled(self, path: Path) -> Path:
+        """``path`` as the editor spells it when the file is open under another path of
+        the same name (through a symbolic link), else ``path``."""
+        if path in self.buffers or not self._real:
+            return path
+        found = self._real.get(os.path.realpath(path), path)
+        return found if found.name == path.name else path
+
+    # -------------------------------------------------------------- settings
+
+    def home(self, path: Path) -> Home:
+        """Where ``path``'s profile compiles: the profiles directory the project settings
+        name when the file is in it (the settings ``dbprofile validate`` run from the
+        server's working directory finds, else those found upwards from the file), else
+        the file's own directory."""
+        for label in self._settings_dirs(path):
+            directory = self.absolute(label)
+            candidate = directory / path.name
+            if candidate == path or os.path.realpath(candidate) == os.path.realpath(path):
+                return Home(directory, label, configured=True)
+        return Home(path.parent, self.label_dir(path.parent))
+
+    def _settings_dirs(self, path: Path) -> list[str]:
+        found = []
+        for start in (self.cwd, path.parent):
+            try:
+                settings = find_settings(start, self._load_settings)
+            except (ProblemsFound, OSError):  # broken settings: validate reports them
+                continue
+            if settings.profiles_dir and settings.profiles_dir not in found:
+                found.append(settings.profiles_dir)
+        return found
+
+    def _load_settings(self, path: Path, required: bool) -> Settings | None:
+        """A settings file, parsed again only when it changed."""
+        stat = path.stat()
+        key = (str(path), required, stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if key not in self._settings:
+            if len(self._settings) >= CACHE_SIZE:
+                self._settings.clear()
+            self._settings[key] = load_settings(path, required=required)
+        return self._settings[key]
+
+    def is_profile(self, path: Path, text: str) -> bool:
+        """A profile by its place or text, or a file in the settings' profiles directory."""
+        if is_profile(path, text):
+            return True
+        return path.suffix in EXTENSIONS and self.home(path).configured
+
+    # -------------------------------------------------------------- loading
 
     def load(self, path: Path) -> Layer:
         """The loader handed to the pipeline: the open buffer, else the file."""
-        absolute = self.absolute(path)
+        absolute = self.spelled(self.absolute(path))
         text = self.buffers.get(absolute)
         if text is None:
             text = read_text(path)
@@ -126,35 +183,43 @@ class Profiles:
         self.last_good[absolute] = cached
         return cached
 
-    def layer(self, path: Path) -> Layer | None:
+    def layer(self, path: Path, home: Home | None = None) -> Layer | None:
         """The file's layer now, else the last one that parsed (a half-typed buffer)."""
         try:
-            return self.load(Path(self.label(path)))
+            return self.load((home or self.home(path)).file(path))
         except ProblemsFound:
-            return self.last_good.get(path)
+            return self.last_good.get(self.spelled(path))
 
     # -------------------------------------------------------------- profiles
 
-    def files(self, directory: Path) -> list[Path]:
+    def files(self, home: Home) -> list[Path]:
+        """The profile files in ``home`` (open buffers not yet saved included), each as
+        the editor spells it when it is open."""
+        directory = home.directory
         try:
             on_disk = {p for p in directory.iterdir() if p.suffix in EXTENSIONS}
         except OSError:
             on_disk = set()
-        on_disk |= {p for p in self.buffers if p.parent == directory}
-        return sorted(on_disk)
+        real = os.path.realpath(directory)
+        on_disk |= {
+            directory / p.name
+            for p in self.buffers
+            if p.parent == directory or os.path.realpath(p.parent) == real
+        }
+        return sorted({self.spelled(p) for p in on_disk})
 
-    def names(self, directory: Path) -> list[str]:
-        return sorted({p.stem for p in self.files(directory)})
+    def names(self, home: Home) -> list[str]:
+        return sorted({p.stem for p in self.files(home)})
 
-    def parents(self, path: Path) -> list[str]:
-        layer = self.layer(path)
+    def parents(self, path: Path, home: Home) -> list[str]:
+        layer = self.layer(path, home)
         found = layer.tree.get("extends", []) if layer else []
         found = [found] if isinstance(found, str) else found
         return [p for p in found if isinstance(p, str)] if isinstance(found, list) else []
 
-    def family(self, path: Path) -> list[str]:
+    def family(self, path: Path, home: Home) -> list[str]:
         """The profile of ``path`` and every profile that extends it, directly or not."""
-        graph = {p.stem: self.parents(p) for p in self.files(path.parent)}
+        graph = {p.stem: self.parents(p, home) for p in self.files(home)}
         name = path.stem
         found = {name}
         changed = True
@@ -166,17 +231,15 @@ class Profiles:
                     changed = True
         return sorted(found)
 
-    def compile(self, name: str, directory: Path) -> Compiled:
+    def compile(self, name: str, home: Home) -> Compiled:
         """The profile compiled as ``dbprofile validate`` compiles it: without the
         environment (the server's environment only supplies the encryption key)."""
-        return compile_full(
-            name, profiles_dir=self.label_dir(directory), environ={}, load=self.load
-        )
+        return compile_full(name, profiles_dir=home.label, environ={}, load=self.load)
 
-    def chain(self, path: Path) -> list[Layer]:
+    def chain(self, name: str, home: Home) -> list[Layer]:
         """The profile's extends chain, parents first ([] when it cannot be loaded)."""
         try:
-            return load_chain(path.stem, self.label_dir(path.parent), self.load)
+            return load_chain(name, home.label, self.load)
         except ProblemsFound:
             return []
 
@@ -186,13 +249,14 @@ class Profiles:
         """``dbprofile validate`` for this file: the file alone, then every profile it
         takes part in (its own and the children that extend it), warnings included."""
         found: set[Problem] = set()
+        home = self.home(path)
         try:
-            found.update(file_problems(self.load(Path(self.label(path)))))
+            found.update(file_problems(self.load(home.file(path))))
         except ProblemsFound as exc:
             found.update(exc.problems)
-        for name in self.family(path):
+        for name in self.family(path, home):
             try:
-                found.update(self.compile(name, path.parent).warnings)
+                found.update(self.compile(name, home).warnings)
             except ProblemsFound as exc:
                 found.update(exc.problems)
         return sorted(found)
@@ -202,7 +266,7 @@ class Profiles:
         line), or the top of the edited file (an environment variable, a missing
         directory) with its whole text. A located message drops its ``file:line: ``."""
         rendered = problem.render().removeprefix("warning: ")
-        target = self.absolute(problem.file)
+        target = self.spelled(self.absolute(problem.file))
         if target.suffix not in EXTENSIONS or problem.file.startswith("env "):
             return Located(fallback, 0, 0, rendered, problem.severity)
         message = rendered.removeprefix(problem.where + ": ")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as t
 
-from dbprofile.compiler.load import Layer
+from dbprofile.compiler.load import TOML_DOTTED, Layer
 from dbprofile.compiler.schema import (
     EXTENDS_DESCRIPTION,
     OPTION_PROPERTIES,
@@ -105,8 +106,9 @@ def _effective(profiles: Profiles, path: Path, dotted: str) -> list[str]:
     from dbprofile.compiler.render import explain_rows, render_explain
 
     out = []
+    home = profiles.home(path)
     try:
-        compiled = profiles.compile(path.stem, path.parent)
+        compiled = profiles.compile(path.stem, home)
     except (ProblemsFound, DbprofileError):
         out.append(f"In profile `{path.stem}`: not available (the profile has problems)")
     else:
@@ -115,10 +117,10 @@ def _effective(profiles: Profiles, path: Path, dotted: str) -> list[str]:
             out.append(f"In profile `{path.stem}`:\n```\n{render_explain(rows).rstrip()}\n```")
     parts = tuple(dotted.split("."))
     overriders = []
-    for name in profiles.family(path):
+    for name in profiles.family(path, home):
         if name == path.stem:
             continue
-        for layer in profiles.chain(path.parent / f"{name}{path.suffix}") or []:
+        for layer in profiles.chain(name, home):
             if Path(layer.label).stem == name and parts in layer.positions:
                 overriders.append(f"`{name}` ({layer.origin(parts)})")
     if overriders:
@@ -191,7 +193,7 @@ def _values(profiles: Profiles, path: Path, spot: Spot, fmt: str) -> list[t.Comp
     if spot.path == ("extends",):
         return [
             _item(n, t.CompletionItemKind.File, _quote(n, spot, fmt), f"profile `{n}`")
-            for n in profiles.names(path.parent)
+            for n in profiles.names(profiles.home(path))
             if n != path.stem
         ]
     key = _key_of(spot.path)
@@ -240,18 +242,19 @@ def definition(
     profiles: Profiles, path: Path, text: str, line: int, char: int
 ) -> t.Location | None:
     spot = spot_at(text, _fmt(path), line, char)
+    home = profiles.home(path)
     if spot.kind == "value" and spot.path == ("extends",) and spot.word:
-        for candidate in profiles.files(path.parent):
+        for candidate in profiles.files(home):
             if candidate.stem == spot.word:
                 return t.Location(candidate.as_uri(), t.Range(t.Position(0, 0), t.Position(0, 0)))
         return None
     keys = _hover_path(spot)
     if not keys:
         return None
-    for layer in reversed(profiles.chain(path)[:-1]):
+    for layer in reversed(profiles.chain(path.stem, home)[:-1]):
         pos = layer.positions.get(keys)
         if pos is not None:
-            uri = profiles.absolute(layer.label).as_uri()
+            uri = profiles.spelled(profiles.absolute(layer.label)).as_uri()
             start = t.Position(pos[0] - 1, pos[1] - 1)
             return t.Location(
                 uri, t.Range(start, t.Position(pos[0] - 1, pos[1] - 1 + len(keys[-1])))
@@ -261,11 +264,19 @@ def definition(
 
 # ------------------------------------------------------------------ code actions
 
-_TOML_VALUE = re.compile(r"=\s*(\"(?:[^\"\\]|\\.)*\"|'[^']*')")
-_YAML_VALUE = re.compile(r":\s+(.*?)\s*(?:\s#.*)?$")
+# A key (at its position) and its literal value: on its own line, or inside a TOML inline
+# table / YAML flow mapping, where the value ends at a comma or a closing brace.
+_STRING = r"\"(?:[^\"\\]|\\.)*\"|'[^'\n]*'"
+_TOML_VALUE = re.compile(rf"(?:{TOML_DOTTED})[ \t]*=[ \t]*({_STRING})")
+_YAML_KEY = r"(?:[A-Za-z0-9_.-]+|\"[^\"]*\"|'[^']*')[ \t]*:[ \t]*"
+_YAML_VALUE = re.compile(rf"{_YAML_KEY}({_STRING}|.*?)[ \t]*(?:[ \t]#.*)?$")
+_FLOW_PLAIN = r"[^,{}\[\]#\s](?:[^,{}\[\]#]*[^,{}\[\]#\s])?"
+_YAML_FLOW_VALUE = re.compile(rf"{_YAML_KEY}({_STRING}|{_FLOW_PLAIN})")
 
 
-def _literal_secrets(layer: Layer, first: int, last: int) -> list[tuple[KeyPath, str, int]]:
+def _literal_secrets(layer: Layer, first: int, last: int) -> list[tuple[KeyPath, str, int, int]]:
+    """(key path, value, 0-based line, 0-based column of the key) of each literal secret
+    written on a line from ``first`` to ``last``."""
     found = []
     for parts in sorted(SECRET_PATHS):
         pos = layer.positions.get(parts)
@@ -274,8 +285,38 @@ def _literal_secrets(layer: Layer, first: int, last: int) -> list[tuple[KeyPath,
         if pos is None or not isinstance(value, str) or value.startswith("enc:v1:"):
             continue
         if first <= pos[0] - 1 <= last:
-            found.append((parts, value, pos[0] - 1))
+            found.append((parts, value, pos[0] - 1, pos[1] - 1))
     return found
+
+
+def _value_span(line: str, col: int, fmt: str, value: str) -> tuple[int, int] | None:
+    """Where the literal ``value`` of the key at ``col`` is written on ``line``: just the
+    value, also inside an inline table. None unless the text there reads back as
+    ``value`` (a stale parse, a multi-line string): an edit must never hit another value."""
+    if fmt == ".toml":
+        m = _TOML_VALUE.match(line, col)
+    else:
+        flow = line[:col].count("{") > line[:col].count("}")
+        m = (_YAML_FLOW_VALUE if flow else _YAML_VALUE).match(line, col)
+    if m is None or not m.group(1) or _read_literal(m.group(1), fmt) != value:
+        return None
+    return m.start(1), m.end(1)
+
+
+def _read_literal(literal: str, fmt: str) -> object:
+    if fmt == ".toml":
+        try:
+            return tomllib.loads(f"v = {literal}").get("v")
+        except tomllib.TOMLDecodeError:
+            return None
+    if literal[0] == "'":
+        return literal[1:-1].replace("''", "'")
+    if literal[0] == '"':
+        try:
+            return json.loads(literal)
+        except ValueError:  # a YAML escape JSON lacks: no edit
+            return None
+    return literal
 
 
 def code_actions(
@@ -288,13 +329,11 @@ def code_actions(
     lines = text.splitlines()
     encryption_key = profiles.environ.get(env_of("encryption.key"))
     actions = []
-    for parts, value, line in _literal_secrets(layer, first, last):
-        if line >= len(lines):
+    for parts, value, line, col in _literal_secrets(layer, first, last):
+        span = _value_span(lines[line], col, fmt, value) if line < len(lines) else None
+        if span is None:
             continue
-        m = (_TOML_VALUE if fmt == ".toml" else _YAML_VALUE).search(lines[line])
-        if m is None or not m.group(1):
-            continue
-        where = t.Range(t.Position(line, m.start(1)), t.Position(line, m.end(1)))
+        where = t.Range(t.Position(line, span[0]), t.Position(line, span[1]))
         dotted = ".".join(parts)
         env = KEYS_BY_PATH[dotted].env or "VARIABLE"
         env_form = SECRET_SNIPPETS[fmt][0].format(env=env)

@@ -94,10 +94,14 @@ class LspClient:
 
     # ---------------------------------------------------------------- LSP
 
-    def initialize(self, root: Path) -> dict[str, Any]:
+    def initialize(self, root: Path, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self.request(
             "initialize",
-            {"processId": os.getpid(), "rootUri": root.as_uri(), "capabilities": {}},
+            {
+                "processId": os.getpid(),
+                "rootUri": root.as_uri(),
+                "capabilities": capabilities or {},
+            },
         )
         self.notify("initialized", {})
         return result

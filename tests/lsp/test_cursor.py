@@ -81,9 +81,48 @@ def test_yaml_comment_lines_are_emptied_unless_a_block_scalar_could_hold_them() 
 
 
 def test_a_file_in_the_settings_profiles_directory_is_a_profile(tmp_path: Path) -> None:
-    from dbprofile.lsp.analysis import is_profile
+    from dbprofile.lsp.analysis import Profiles
 
     (tmp_path / "db").mkdir()
     (tmp_path / "pyproject.toml").write_text('[tool.dbprofile]\nprofiles-dir = "db"\n')
-    assert is_profile(tmp_path / "db" / "prod.toml", "[pool]\n")
-    assert not is_profile(tmp_path / "other.toml", "[pool]\n")
+    profiles = Profiles({}, Path.cwd())  # no settings here: found upwards from the file
+    assert profiles.is_profile(tmp_path / "db" / "prod.toml", "[pool]\n")
+    assert not profiles.is_profile(tmp_path / "other.toml", "[pool]\n")
+    assert not profiles.is_profile(tmp_path / "db" / "notes.md", "")
+
+
+@pytest.mark.parametrize(
+    ("line", "suffix", "covered"),
+    [
+        ('password = "S3CR3T"  # c', ".toml", '"S3CR3T"'),
+        ("database.password = 'S3CR3T'", ".toml", "'S3CR3T'"),
+        ('database = { host = "db", password = "S3CR3T" }', ".toml", '"S3CR3T"'),
+        ('database = { password = "S3CR3T", host = "db" }', ".toml", '"S3CR3T"'),
+        ('password = """S3CR3T"""', ".toml", None),  # multi-line form: not edited
+        ('password = "other"', ".toml", None),  # a stale parse: the text says otherwise
+        ("  password: S3CR3T  # c", ".yaml", "S3CR3T"),
+        ("  password: 'S3CR3T'", ".yaml", "'S3CR3T'"),
+        ("database: {host: db, password: S3CR3T}", ".yaml", "S3CR3T"),
+        ("database: {password: S3CR3T, host: db}", ".yaml", "S3CR3T"),
+        ('database: {host: db, password: "S3CR3T"}', ".yaml", '"S3CR3T"'),
+    ],
+)
+def test_a_secret_edit_covers_just_the_literal(line: str, suffix: str, covered: str | None) -> None:
+    from dbprofile.lsp.features import _value_span
+
+    col = line.index("password") if "database." not in line else 0
+    span = _value_span(line, col, suffix, "S3CR3T")
+    assert (line[span[0] : span[1]] if span else None) == covered
+
+
+def test_a_quoted_secret_may_hold_commas_braces_and_hashes() -> None:
+    from dbprofile.lsp.features import _value_span
+
+    for line, suffix in (
+        ('database = { password = "a,}# b", host = "db" }', ".toml"),
+        ('database: {password: "a,}# b", host: db}', ".yaml"),
+        ("  password: 'a,}# b'  # c", ".yaml"),
+    ):
+        span = _value_span(line, line.index("password"), suffix, "a,}# b")
+        assert span is not None
+        assert line[span[0] + 1 : span[1] - 1] == "a,}# b"
