@@ -165,8 +165,9 @@ def compile_full(
     sets: Iterable[str] = (),
     load: Loader = load_layer,
 ) -> Compiled:
-    """Compile a profile (or, with no name, defaults + environment) to a :class:`Compiled`."""
-    layers = load_chain(name, profiles_dir, load) if name else []
+    """Compile a profile (or, with no name, defaults + environment) to a :class:`Compiled`.
+    An empty name is no profile name (``--profile ""`` is refused, not taken as none)."""
+    layers = load_chain(name, profiles_dir, load) if name is not None else []
     return compile_layers(name, layers, environ or {}, sets)
 
 

@@ -222,6 +222,38 @@ def test_explain_unknown_key_is_a_usage_error_with_a_suggestion(project: Path) -
     assert err == "usage: unknown key 'pool.sise'; did you mean 'pool.size'?\n"
 
 
+def test_explain_of_a_key_without_a_value_says_why_instead_of_an_empty_line(
+    project: Path,
+) -> None:
+    assert run("explain", "-p", "prod", "sqlite.path", environ={}) == (
+        0,
+        "sqlite.path = (unset)  # not used by engine postgresql\n",
+        "",
+    )
+    assert run("explain", "-p", "prod", "sqlite", environ={})[1] == (
+        "sqlite.path = (unset)  # not used by engine postgresql\n"
+    )
+    assert run("explain", "-p", "base", "database.host", environ={})[1] == (
+        "database.host = (unset)  # not used by engine sqlite\n"
+    )
+    unpooled = ("--set", "pool.enabled=false")  # pooled, Letta's rule sets sslmode
+    assert run("explain", "-p", "prod", *unpooled, "database.options", environ={})[1] == (
+        "database.options = (unset)  # default\n"
+    )
+    assert run("explain", "-p", "prod", "database.options.application_name", environ={})[1] == (
+        "database.options.application_name = (unset)  # default\n"
+    )
+    # A section with values lists only them, as before.
+    assert run("explain", "-p", "base", "database", environ={})[1] == (
+        "database.echo = false  # default\n"
+    )
+
+
+def test_an_empty_profile_name_is_refused_not_taken_for_none(project: Path) -> None:
+    for argv in (("compile", "-p", ""), ("explain", "-p", ""), ("diff", "", "prod")):
+        assert run(*argv) == (1, "", "profiles/: not a profile name: ''\n"), argv
+
+
 def test_diff_lists_differing_leaves_with_origins(project: Path) -> None:
     code, out, err = run("diff", "base", "prod", environ={})
     assert (code, err) == (0, "")
