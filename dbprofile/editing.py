@@ -150,9 +150,7 @@ def load_document(path: str | Path) -> ProfileDocument:
         raise ArgumentError(f"{target}: not a profile file (expected .toml, .yaml or .yml)")
     try:
         text, snapshot = read_for_edit(target)  # bytes decoded as they are: CRLF kept
-    except UserFileError as exc:
-        if exc.reason == "does not exist":
-            raise ArgumentError(f"{target}: no such file") from None
+    except UserFileError as exc:  # a missing file too: exit 1, as every command reads one
         raise _problem(target, exc.reason, exc.line, exc.col) from None
     if suffix == ".toml":
         import tomlkit

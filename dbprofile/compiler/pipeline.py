@@ -206,7 +206,7 @@ def validate_profiles(
     ``ProblemsFound`` with every problem of every file and profile."""
     base = Path(profiles_dir)
     if files:
-        paths = [Path(f) for f in files]
+        paths = list(dict.fromkeys(Path(f) for f in files))  # a file named twice is one
     else:
         if not base.is_dir():
             raise ProblemsFound(

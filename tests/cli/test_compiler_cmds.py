@@ -197,6 +197,31 @@ def test_validate_given_a_profile_name_points_at_its_file(project: Path) -> None
     assert run("validate", "nothere") == (1, "", "nothere: no such file\n")
 
 
+def test_validate_counts_a_file_named_twice_once(project: Path) -> None:
+    assert run("validate", "profiles/base.toml", "profiles/base.toml") == (
+        0,
+        "ok: 1 file(s), 1 profile(s) valid\n",
+        "",
+    )
+
+
+def test_a_dangling_profile_link_is_named_once_as_what_it_is(project: Path) -> None:
+    Path("profiles/gone.toml").symlink_to("nowhere.toml")
+    dangling = "profiles/gone.toml: is a broken symbolic link (its target does not exist)\n"
+    assert run("compile", "-p", "gone") == (1, "", dangling)
+    assert run("validate") == (1, "", dangling)
+    assert run("validate", "profiles/gone.toml") == (1, "", dangling)
+
+
+def test_validate_names_a_profile_whose_file_name_is_no_profile_name(project: Path) -> None:
+    Path("profiles/a\tb.toml").write_text("")
+    assert run("validate") == (
+        1,
+        "",
+        "profiles/: a profile name cannot hold control characters, got 'a\\tb'\n",
+    )
+
+
 def test_explain_key_shows_origin_and_what_it_replaced(project: Path) -> None:
     code, out, err = run("explain", "--profile", "prod", "pool.size")
     assert (code, err) == (0, "")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dbprofile import crypto
-from tests.cli.helpers import run_cli
+from tests.cli.helpers import Run, run_cli
 
 KEY = "cli-test-key"
 NEW = "cli-test-new-key"
@@ -335,6 +335,24 @@ def test_missing_key_path_in_file(profiles: dict[str, Path]) -> None:
     result = run_cli(["decrypt", str(profiles["yaml"]), "database.nope"], ENV)
     assert result.code == 2
     assert "no key database.nope" in result.err
+
+
+def test_a_missing_or_dangling_file_is_one_line_as_for_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("dangling.toml").symlink_to("nowhere.toml")
+    missing = "nope.toml: does not exist\n"
+    dangling = "dangling.toml: is a broken symbolic link (its target does not exist)\n"
+    for argv in (
+        ["decrypt", "nope.toml", "database.password"],
+        ["encrypt", "--in-place", "nope.toml", "database.password"],
+    ):
+        assert run_cli(argv, ENV) == Run(1, "", missing), argv
+    assert run_cli(["decrypt", "dangling.toml", "database.password"], ENV) == Run(1, "", dangling)
+    assert run_cli(
+        ["rotate-key", "--new-key-env", "NEW_KEY", "nope.toml", "dangling.toml"], ENV
+    ) == (Run(1, "", dangling + missing))
 
 
 def test_unparseable_file_is_one_line(tmp_path: Path) -> None:
