@@ -173,7 +173,7 @@ examples:
     p.add_argument(
         "--check", action="store_true", help=f"compare with {SCHEMA_FILE} instead of printing"
     )
-    p.add_argument("--file", default=SCHEMA_FILE, help=f"file for --check (default {SCHEMA_FILE})")
+    p.add_argument("--file", help=f"file for --check (default {SCHEMA_FILE})")
     p.set_defaults(handler=cmd_schema)
 
     p = add_subparser(
@@ -303,11 +303,16 @@ def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_schema(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.schema import schema_text
 
+    if args.file is not None and not args.check:
+        raise UsageError(
+            "schema: --file names the file --check compares; to write the schema: "
+            "dbprofile schema > FILE"
+        )
     text = schema_text()
     if not args.check:
         ctx.stdout.write(text)
         return 0
-    path = Path(args.file)
+    path = Path(args.file or SCHEMA_FILE)
     try:
         current = read_user_file(path, what="schema")
     except UserFileError as exc:

@@ -380,6 +380,32 @@ def test_usage_errors_exit_2_on_stderr_without_traceback(
     assert "Traceback" not in err
 
 
+def test_a_stray_argument_is_reported_by_its_command_with_its_usage(project: Path) -> None:
+    code, out, err = run("explain", "-p", "prod", "pool.size", "extra")
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: dbprofile explain ")
+    assert err.endswith("\ndbprofile explain: error: unrecognized arguments: extra\n")
+    assert run("keygen", "x") == (
+        2,
+        "",
+        "usage: dbprofile keygen [-h]\ndbprofile keygen: error: unrecognized arguments: x\n",
+    )
+    # Before the command, it is the top level's.
+    assert run("--bogus", "keygen")[2].endswith(
+        "\ndbprofile: error: unrecognized arguments: --bogus\n"
+    )
+
+
+def test_schema_file_without_check_is_a_usage_error_not_ignored(project: Path) -> None:
+    assert run("schema", "--file", "x.json") == (
+        2,
+        "",
+        "usage: schema: --file names the file --check compares; to write the schema: "
+        "dbprofile schema > FILE\n",
+    )
+    assert not Path("x.json").exists()
+
+
 def test_configuration_errors_exit_1_without_traceback(project: Path) -> None:
     for argv in (
         ("compile", "--profile", "nope"),
