@@ -56,7 +56,6 @@ examples:
     p.add_argument(
         "--letta",
         choices=LETTA_TARGETS,
-        default=LETTA_TARGETS[0],
         help="with --format env: the Letta version the script targets (default 0.16: "
         "0.16.x, one asyncpg engine, no SQLite; 0.11: 0.11.x, SQLite when no "
         "PostgreSQL is configured)",
@@ -196,6 +195,10 @@ examples:
 def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.render import render
 
+    if args.letta is not None and args.format != "env":
+        raise UsageError("compile: --letta is for --format env (the Letta the script targets)")
+    if args.letta is None:
+        args.letta = LETTA_TARGETS[0]
     spec = compile_from_args(args, ctx)
     text = render(spec, args.format, letta=args.letta)
     if args.output:

@@ -406,6 +406,14 @@ def test_schema_file_without_check_is_a_usage_error_not_ignored(project: Path) -
     assert not Path("x.json").exists()
 
 
+def test_letta_without_format_env_is_a_usage_error_not_ignored(project: Path) -> None:
+    assert run("compile", "-p", "prod", "--letta", "0.11") == (
+        2,
+        "",
+        "usage: compile: --letta is for --format env (the Letta the script targets)\n",
+    )
+
+
 def test_configuration_errors_exit_1_without_traceback(project: Path) -> None:
     for argv in (
         ("compile", "--profile", "nope"),
