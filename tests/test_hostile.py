@@ -274,3 +274,15 @@ def test_a_concurrent_edit_between_read_and_replace_is_never_lost(tmp_path: Path
     with pytest.raises(ProblemsFound, match="changed since it was read"):
         write_files([doc])
     assert "edited meanwhile" in path.read_text()
+
+
+def test_invisible_characters_that_reorder_a_line_are_written_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bidi override or a zero-width space in a file name or a flag would reorder or hide
+    part of the message on a terminal; they are shown as escapes, like control characters."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "ab\u202ecd.toml").write_text("")
+    result = run_cli(["compile", "--profile", "x\u200by"])
+    assert result == Run(1, "", "profiles/: no profile 'x\\u200by' (available: ab\\u202ecd)\n")
