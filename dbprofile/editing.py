@@ -19,6 +19,7 @@ loader reads profiles; this module is the only one that *rewrites* them:
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -227,7 +228,11 @@ def rotate_files(paths: Iterable[str | Path], *, old_key: str, new_key: str) -> 
         raise SecretError("", f"the new key has the same key id {new_id}; run keygen again")
     problems: list[Problem] = []
     docs: list[ProfileDocument] = []
-    names = list(dict.fromkeys(Path(p) for p in paths))
+    # One file named twice (a glob overlap, a symlink beside its target) is one file.
+    by_real: dict[str, Path] = {}
+    for p in paths:
+        by_real.setdefault(os.path.realpath(p) if "\0" not in str(p) else str(p), Path(p))
+    names = list(by_real.values())
     for path in names:
         try:
             docs.append(load_document(path))

@@ -136,6 +136,27 @@ def test_rotate_key_re_encrypts_every_file(profiles: dict[str, Path]) -> None:
     assert run_cli(["decrypt", files[1], "database.password"], new_env).out == "pw-toml\n"
 
 
+def test_rotate_key_counts_a_file_named_twice_or_through_a_link_once(
+    profiles: dict[str, Path],
+) -> None:
+    path = profiles["toml"]
+    run_cli(["encrypt", "--in-place", str(path), "database.password"], ENV)
+    link = path.with_name("alias.toml")
+    link.symlink_to(path.name)
+    result = run_cli(
+        ["rotate-key", "--new-key-env", "NEW_KEY", str(path), str(link), str(path)], ENV
+    )
+    assert result == Run(
+        0,
+        "",
+        f"rotated 1 encrypted values in 1 of 1 files from key {crypto.key_id(KEY)} "
+        f"to key {crypto.key_id(NEW)}\n",
+    )
+    assert link.is_symlink()
+    new_env = {"LETTA_ENCRYPTION_KEY": NEW}
+    assert run_cli(["decrypt", str(link), "database.password"], new_env).out == "pw-toml\n"
+
+
 def token_in_text(text: str) -> str:
     start = text.index("enc:v1:")
     return text[start:].split(maxsplit=1)[0].strip("'\"")
