@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from attrs import define, frozen
 
+from dbprofile.compiler.load import load_text
 from dbprofile.errors import ArgumentError, DecryptionError, Problem, ProblemsFound, SecretError
 from dbprofile.files import Snapshot, UserFileError, read_for_edit, replace_files
 
@@ -127,7 +128,10 @@ class ProfileDocument:
             return tomlkit.dumps(self.root)
         stream = io.StringIO()
         self._yaml.dump(self.root, stream)
-        return stream.getvalue()
+        text = stream.getvalue()
+        if "\r\n" in self.original:  # ruamel writes \n: keep the file's CRLF (tomlkit does)
+            text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+        return text
 
 
 def _same_yaml_style(old: str, value: str) -> Any:
@@ -153,14 +157,19 @@ def load_document(path: str | Path) -> ProfileDocument:
         text, snapshot = read_for_edit(target)  # bytes decoded as they are: CRLF kept
     except UserFileError as exc:  # a missing file too: exit 1, as every command reads one
         raise _problem(target, exc.reason, exc.line, exc.col) from None
+    # The compiler's loader first: its limits (nesting, digits, YAML aliases) and its
+    # one-line messages, which name a duplicate key and never echo its values.
+    load_text(text, str(target), suffix)
     if suffix == ".toml":
         import tomlkit
-        from tomlkit.exceptions import ParseError
+        from tomlkit.exceptions import ParseError, TOMLKitError
 
         try:
             doc = tomlkit.parse(text)
         except ParseError as exc:
             raise _problem(target, f"cannot parse TOML: {exc}", exc.line, exc.col) from None
+        except TOMLKitError as exc:  # what tomllib accepts and tomlkit does not
+            raise _problem(target, f"cannot parse TOML: {type(exc).__name__}") from None
         return ProfileDocument(path=target, kind="toml", root=doc, original=text, snapshot=snapshot)
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError
