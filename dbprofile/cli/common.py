@@ -215,7 +215,14 @@ def write_output(path: str, text: str) -> None:
     symlink to its file; never over a device, FIFO or directory; mode and owner kept)."""
     from dbprofile.files import UserFileError, write_user_file
 
+    check_output_name(path)
     try:
         write_user_file(path, text)
     except UserFileError as exc:
         raise UsageError(f"--output {escape(exc.path)}: {exc.reason}") from None
+
+
+def check_output_name(path: str | None) -> None:
+    """``--output ''`` is a usage error (checked before the work), not stdout."""
+    if path is not None and not path:
+        raise UsageError("--output: needs a file name, got ''")

@@ -13,6 +13,7 @@ from dbprofile.cli.common import (
     add_profile_options,
     add_profiles_dir_option,
     add_subparser,
+    check_output_name,
     compile_from_args,
     write_output,
 )
@@ -195,13 +196,14 @@ examples:
 def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.render import render
 
+    check_output_name(args.output)
     if args.letta is not None and args.format != "env":
         raise UsageError("compile: --letta is for --format env (the Letta the script targets)")
     if args.letta is None:
         args.letta = LETTA_TARGETS[0]
     spec = compile_from_args(args, ctx)
     text = render(spec, args.format, letta=args.letta)
-    if args.output:
+    if args.output is not None:  # -o '' is an error, not stdout
         write_output(args.output, text)
     else:
         ctx.data_on_stdout = True

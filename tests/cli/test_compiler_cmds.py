@@ -121,6 +121,11 @@ def test_compile_output_to_an_unwritable_place_is_a_usage_error(project: Path) -
     assert "Traceback" not in err
 
 
+def test_an_empty_output_name_is_a_usage_error_not_stdout(project: Path) -> None:
+    for argv in (("compile", "-p", "prod", "-o", ""), ("import", "--from-env", "-o", "")):
+        assert run(*argv, environ={}) == (2, "", "usage: --output: needs a file name, got ''\n")
+
+
 def test_compile_output_keeps_the_old_file_when_compiling_fails(project: Path) -> None:
     target = project / "db.json"
     target.write_text("previous\n")
