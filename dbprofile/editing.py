@@ -19,12 +19,14 @@ loader reads profiles; this module is the only one that *rewrites* them:
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from attrs import define, frozen
 
+from dbprofile.compiler.load import load_text
 from dbprofile.errors import ArgumentError, DecryptionError, Problem, ProblemsFound, SecretError
 from dbprofile.files import Snapshot, UserFileError, read_for_edit, replace_files
 
@@ -126,7 +128,10 @@ class ProfileDocument:
             return tomlkit.dumps(self.root)
         stream = io.StringIO()
         self._yaml.dump(self.root, stream)
-        return stream.getvalue()
+        text = stream.getvalue()
+        if "\r\n" in self.original:  # ruamel writes \n: keep the file's CRLF (tomlkit does)
+            text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+        return text
 
 
 def _same_yaml_style(old: str, value: str) -> Any:
@@ -150,18 +155,21 @@ def load_document(path: str | Path) -> ProfileDocument:
         raise ArgumentError(f"{target}: not a profile file (expected .toml, .yaml or .yml)")
     try:
         text, snapshot = read_for_edit(target)  # bytes decoded as they are: CRLF kept
-    except UserFileError as exc:
-        if exc.reason == "does not exist":
-            raise ArgumentError(f"{target}: no such file") from None
+    except UserFileError as exc:  # a missing file too: exit 1, as every command reads one
         raise _problem(target, exc.reason, exc.line, exc.col) from None
+    # The compiler's loader first: its limits (nesting, digits, YAML aliases) and its
+    # one-line messages, which name a duplicate key and never echo its values.
+    load_text(text, str(target), suffix)
     if suffix == ".toml":
         import tomlkit
-        from tomlkit.exceptions import ParseError
+        from tomlkit.exceptions import ParseError, TOMLKitError
 
         try:
             doc = tomlkit.parse(text)
         except ParseError as exc:
             raise _problem(target, f"cannot parse TOML: {exc}", exc.line, exc.col) from None
+        except TOMLKitError as exc:  # what tomllib accepts and tomlkit does not
+            raise _problem(target, f"cannot parse TOML: {type(exc).__name__}") from None
         return ProfileDocument(path=target, kind="toml", root=doc, original=text, snapshot=snapshot)
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError
@@ -229,7 +237,11 @@ def rotate_files(paths: Iterable[str | Path], *, old_key: str, new_key: str) -> 
         raise SecretError("", f"the new key has the same key id {new_id}; run keygen again")
     problems: list[Problem] = []
     docs: list[ProfileDocument] = []
-    names = list(dict.fromkeys(Path(p) for p in paths))
+    # One file named twice (a glob overlap, a symlink beside its target) is one file.
+    by_real: dict[str, Path] = {}
+    for p in paths:
+        by_real.setdefault(os.path.realpath(p) if "\0" not in str(p) else str(p), Path(p))
+    names = list(by_real.values())
     for path in names:
         try:
             docs.append(load_document(path))

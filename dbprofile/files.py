@@ -52,7 +52,7 @@ def read_user_bytes(path: str | os.PathLike[str], *, limit: int = MAX_FILE_BYTES
         # (not stat on the name) so the file checked is the file read.
         fd = os.open(label, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise UserFileError(label, "does not exist") from None
+        raise UserFileError(label, _missing(label)) from None
     except IsADirectoryError:
         raise UserFileError(label, "is a directory, not a file") from None
     except OSError as exc:
@@ -74,6 +74,13 @@ def read_user_bytes(path: str | os.PathLike[str], *, limit: int = MAX_FILE_BYTES
     if len(data) > limit:
         raise UserFileError(label, f"file too large: over {limit} bytes")
     return data
+
+
+def _missing(label: str) -> str:
+    """Why a path that cannot be found is missing: a dangling link, or nothing there."""
+    if os.path.islink(label):
+        return "is a broken symbolic link (its target does not exist)"
+    return "does not exist"
 
 
 def _decode(label: str, data: bytes) -> str:
@@ -140,6 +147,8 @@ def snapshot_of(path: str | os.PathLike[str]) -> Snapshot:
     real = _real_target(path)
     try:
         st = os.stat(real)
+    except FileNotFoundError:
+        raise UserFileError(os.fspath(path), _missing(os.fspath(path))) from None
     except OSError as exc:
         raise UserFileError(os.fspath(path), f"cannot read: {exc.strerror or exc}") from None
     return Snapshot(real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

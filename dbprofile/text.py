@@ -1,8 +1,9 @@
 """One line means one line: every user-supplied fragment that goes into a message passes
 through here.
 
-:func:`escape` writes control characters (newline, CR, ESC, …) the way ``repr`` does,
-so a name or value can never start a second line or drive a terminal; :func:`shown`
+:func:`escape` writes control characters (newline, CR, ESC, …) and invisible format
+characters (bidi overrides, zero-width spaces) the way ``repr`` does, so a name or value
+can never start a second line, drive a terminal or reorder what the line shows; :func:`shown`
 quotes and bounds a value for "got …"; :func:`one_line` folds a multi-line parser or
 driver message into sentences on one line.
 """
@@ -14,7 +15,9 @@ import re
 __all__ = ["escape", "one_line", "shown"]
 
 MAX_SHOWN = 80  # characters of a value echoed back in a message
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, line and paragraph separators, and the invisible format characters
+# that reorder or hide text on a terminal (bidi overrides and isolates, zero-width ones).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def escape(text: str) -> str:

@@ -300,3 +300,110 @@ def test_public_surface_is_exactly_all() -> None:
 def test_shipped_profiles_compile_without_environment() -> None:
     for name in ("base", "dev", "test", "prod"):
         run("compile", "--profiles-dir", str(ROOT / "profiles"), "--profile", name)
+
+
+# --------------------------------------------------------------------------- shown output
+
+
+def console_runs(text: str) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, command, output lines shown under it) for each ``$ dbprofile``
+    command of each ``console`` block."""
+    current: tuple[int, str, list[str]] | None = None
+    for language, number, line in blocks(text):
+        if (language != "console" or line.startswith("$ ")) and current is not None:
+            yield current
+            current = None
+        if language == "console" and line.startswith("$ ") and "dbprofile" in line:
+            current = (number, line[2:].split("  #")[0].strip(), [])
+        elif language == "console" and current is not None:
+            current[2].append(line)
+    if current is not None:
+        yield current
+
+
+def run_shown(command: str) -> tuple[int, str]:
+    """Run a documented command line in-process: (exit status, stdout + stderr)."""
+    words = shell_words(command)
+    environ = {}
+    while words and ASSIGNMENT.match(words[0]):
+        name, _, value = words.pop(0).partition("=")
+        environ[name] = value
+    assert words[0] == "dbprofile", command
+    out, err = io.StringIO(), io.StringIO()
+    code = main(words[1:], environ=environ, stdout=out, stderr=err)
+    return code, out.getvalue() + err.getvalue()
+
+
+def test_the_readme_tour_shows_what_the_commands_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``$ dbprofile`` line of the tour prints what the README shows under it, run
+    on a copy of the shipped profiles; the typo is made on the line the prose names."""
+    import shutil
+
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    typo = re.search(r"Make a typo \(`(\w+):` on line (\d+) of `([^`]+)`\)", README)
+    assert typo is not None
+    runs = [r for r in console_runs(README) if "--output" not in r[1]]
+    assert len(runs) == 3, runs
+    for number, command, shown_lines in runs:
+        if number > README[: typo.start()].count("\n") + 1:  # after "Make a typo"
+            path = tmp_path / typo.group(3)
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            index = int(typo.group(2)) - 1
+            assert lines[index].strip().startswith("max_overflow:"), lines[index]
+            lines[index] = lines[index].replace("max_overflow:", typo.group(1) + ":")
+            path.write_text("".join(lines), encoding="utf-8")
+        code, printed = run_shown(command)
+        assert printed.splitlines() == shown_lines, f"README.md:{number}: {command}"
+        assert code == (1 if "unknown key" in printed else 0), f"README.md:{number}"
+
+
+# Messages the manual quotes, each with a command that prints it (exactly, one line).
+QUOTED_MESSAGES = [
+    ("docs/troubleshooting.md", ["compile", "--set", "foo"], {}),
+    ("docs/troubleshooting.md", ["compile", "--set", "pool.sise=1"], {}),
+    ("docs/troubleshooting.md", ["compile"], {"LETTA_PG_PORT": "abc"}),
+    ("docs/troubleshooting.md", ["compile"], {"LETTA_POOL_PRE_PING": "maybe"}),
+    ("docs/troubleshooting.md", ["compile"], {"LETTA_PG_DB": "letta"}),
+    ("docs/troubleshooting.md", ["compile"], {"LETTA_PG_URI": "mysql://x@y/z"}),
+    ("docs/profiles.md", ["compile"], {"LETTA_PG_PORT": "abc"}),
+    ("docs/profiles.md", ["compile", "--set", "pool.sise=1"], {}),
+]
+
+
+@pytest.mark.parametrize(("page", "argv", "environ"), QUOTED_MESSAGES)
+def test_a_quoted_message_is_what_the_command_prints(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    page: str,
+    argv: list[str],
+    environ: dict[str, str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(argv, environ=environ, stdout=out, stderr=err) == 1
+    (message,) = err.getvalue().splitlines()
+    assert message in (ROOT / page).read_text(encoding="utf-8"), message
+
+
+def test_the_quoted_limit_and_typo_messages_match_the_shipped_prod_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    prod = tmp_path / "profiles" / "prod.yaml"
+    text = prod.read_text(encoding="utf-8")
+    prod.write_text(
+        text.replace("  size: 50", "  size: -1").replace("max_overflow: 20", "max_overflw: 20"),
+        encoding="utf-8",
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["compile", "-p", "prod"], environ={}, stdout=out, stderr=err) == 1
+    for page in ("docs/profiles.md", "docs/troubleshooting.md"):
+        shown_text = (ROOT / page).read_text(encoding="utf-8")
+        for message in err.getvalue().splitlines():
+            assert message in shown_text, (page, message)

@@ -274,3 +274,64 @@ def test_a_concurrent_edit_between_read_and_replace_is_never_lost(tmp_path: Path
     with pytest.raises(ProblemsFound, match="changed since it was read"):
         write_files([doc])
     assert "edited meanwhile" in path.read_text()
+
+
+def test_invisible_characters_that_reorder_a_line_are_written_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bidi override or a zero-width space in a file name or a flag would reorder or hide
+    part of the message on a terminal; they are shown as escapes, like control characters."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "ab\u202ecd.toml").write_text("")
+    result = run_cli(["compile", "--profile", "x\u200by"])
+    assert result == Run(1, "", "profiles/: no profile 'x\\u200by' (available: ab\\u202ecd)\n")
+
+
+EDITED = [
+    ("yaml-duplicate-secret", "p.yaml", f"database:\n  password: {SECRET}1\n  password: {SECRET}2\n"),
+    ("toml-duplicate-secret", "p.toml", f'[database]\npassword = "{SECRET}1"\npassword = "{SECRET}2"\n'),
+    ("toml-table-twice", "p.toml", f'[database]\npassword = "{SECRET}"\n[database]\nuser = "u"\n'),
+    ("yaml-300-deep", "p.yaml", "".join(" " * i + f"a{i}:\n" for i in range(300))),
+    ("toml-600-deep", "p.toml", "x = " + "[" * 600 + "]" * 600 + "\n"),
+    ("yaml-merge-into-own-anchor", "p.yaml", "pool: &b\n  size: 3\n  <<: *b\n"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "text"), [pytest.param(c[1], c[2], id=c[0]) for c in EDITED])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["encrypt", "--in-place", "FILE", "database.password"],
+        ["decrypt", "FILE", "database.password"],
+        ["rotate-key", "--new-key-env", "NEW", "FILE"],
+    ],
+    ids=["encrypt", "decrypt", "rotate-key"],
+)
+def test_a_hostile_file_to_edit_is_one_line_and_never_echoes_a_value(
+    tmp_path: Path, argv: list[str], name: str, text: str
+) -> None:
+    """The editing commands check a file as the compiler's loader does, with its messages:
+    a duplicate key is named, never its values; depth and alias limits hold."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    result = run_cli(
+        [str(path) if a == "FILE" else a for a in argv],
+        {"LETTA_ENCRYPTION_KEY": "k", "NEW": "k2"},
+    )
+    assert_clean(result, 1, [])
+    assert result.err.startswith(f"{path}:")
+    assert result.err.count("\n") == 1
+    assert path.read_text(encoding="utf-8") == text
+
+
+def test_in_place_encryption_keeps_a_yaml_file_s_crlf_line_ends(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"database:\r\n  password: pw  # rotate\r\n  user: u\r\n")
+    result = run_cli(
+        ["encrypt", "--in-place", str(path), "database.password"], {"LETTA_ENCRYPTION_KEY": "k"}
+    )
+    assert result.code == 0, result.err
+    data = path.read_bytes()
+    assert data.count(b"\r\n") == 3
+    assert b"\n" not in data.replace(b"\r\n", b"")

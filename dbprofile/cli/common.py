@@ -87,6 +87,29 @@ class DbprofileArgumentParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         return with_env_names(super().format_help())
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse, but a stray argument after a command is reported by that
+        command's parser (its usage line), not by the top-level one."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = list(args) if args is not None else []
+            command = self._command_parser(parsed, words, extras[0]) or self
+            command.error("unrecognized arguments: " + " ".join(extras))
+        return parsed
+
+    def _command_parser(
+        self, parsed: argparse.Namespace, words: list[str], stray: str
+    ) -> argparse.ArgumentParser | None:
+        """The parser of the command ``parsed`` ran, when ``stray`` came after its name."""
+        name = getattr(parsed, "command", None)
+        if name not in words or stray not in words or words.index(stray) < words.index(name):
+            return None
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found: argparse.ArgumentParser | None = action.choices.get(name)
+                return found
+        return None
+
     def _print_message(self, message: str, file: Any = None) -> None:
         if not message or self.ctx is None:
             super()._print_message(message, file)
@@ -192,7 +215,14 @@ def write_output(path: str, text: str) -> None:
     symlink to its file; never over a device, FIFO or directory; mode and owner kept)."""
     from dbprofile.files import UserFileError, write_user_file
 
+    check_output_name(path)
     try:
         write_user_file(path, text)
     except UserFileError as exc:
         raise UsageError(f"--output {escape(exc.path)}: {exc.reason}") from None
+
+
+def check_output_name(path: str | None) -> None:
+    """``--output ''`` is a usage error (checked before the work), not stdout."""
+    if path is not None and not path:
+        raise UsageError("--output: needs a file name, got ''")

@@ -13,6 +13,7 @@ from dbprofile.cli.common import (
     add_profile_options,
     add_profiles_dir_option,
     add_subparser,
+    check_output_name,
     compile_from_args,
     write_output,
 )
@@ -56,7 +57,6 @@ examples:
     p.add_argument(
         "--letta",
         choices=LETTA_TARGETS,
-        default=LETTA_TARGETS[0],
         help="with --format env: the Letta version the script targets (default 0.16: "
         "0.16.x, one asyncpg engine, no SQLite; 0.11: 0.11.x, SQLite when no "
         "PostgreSQL is configured)",
@@ -173,7 +173,7 @@ examples:
     p.add_argument(
         "--check", action="store_true", help=f"compare with {SCHEMA_FILE} instead of printing"
     )
-    p.add_argument("--file", default=SCHEMA_FILE, help=f"file for --check (default {SCHEMA_FILE})")
+    p.add_argument("--file", help=f"file for --check (default {SCHEMA_FILE})")
     p.set_defaults(handler=cmd_schema)
 
     p = add_subparser(
@@ -196,9 +196,14 @@ examples:
 def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.render import render
 
+    check_output_name(args.output)
+    if args.letta is not None and args.format != "env":
+        raise UsageError("compile: --letta is for --format env (the Letta the script targets)")
+    if args.letta is None:
+        args.letta = LETTA_TARGETS[0]
     spec = compile_from_args(args, ctx)
     text = render(spec, args.format, letta=args.letta)
-    if args.output:
+    if args.output is not None:  # -o '' is an error, not stdout
         write_output(args.output, text)
     else:
         ctx.data_on_stdout = True
@@ -303,11 +308,16 @@ def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_schema(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.schema import schema_text
 
+    if args.file is not None and not args.check:
+        raise UsageError(
+            "schema: --file names the file --check compares; to write the schema: "
+            "dbprofile schema > FILE"
+        )
     text = schema_text()
     if not args.check:
         ctx.stdout.write(text)
         return 0
-    path = Path(args.file)
+    path = Path(args.file or SCHEMA_FILE)
     try:
         current = read_user_file(path, what="schema")
     except UserFileError as exc:

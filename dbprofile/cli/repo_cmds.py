@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dbprofile.cli.common import Context, add_subparser, write_output
+from dbprofile.cli.common import Context, add_subparser, check_output_name, write_output
 from dbprofile.errors import Problem, ProblemsFound
 from dbprofile.files import UserFileError, read_user_file
 from dbprofile.text import escape
@@ -75,6 +75,7 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         render_profile,
     )
 
+    check_output_name(args.output)
     if args.env_file is not None:
         deployment = parse_env_file(_read(args.env_file, "--env-file"), args.env_file)
         what = f"the .env file {args.env_file}"
@@ -100,7 +101,7 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         "Secrets are references: the deployment keeps providing them."
     )
     text = render_profile(imported, args.format, header)
-    if args.output:
+    if args.output is not None:  # -o '' is an error, not stdout
         write_output(args.output, text)
         ctx.err(f"wrote {escape(args.output)}")
     else:

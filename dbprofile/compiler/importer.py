@@ -17,6 +17,7 @@ must keep providing.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,16 +73,37 @@ def parse_env_file(text: str, label: str) -> dict[str, str]:
             problems.append(Problem(label, number, message="expected NAME=VALUE"))
             continue
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            quote, value = value[0], value[1:-1]
-            if quote == '"':
-                value = value.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+        end = _closing_quote(value)
+        if end:  # a quoted value, perhaps followed by a comment
+            quote, value = value[0], value[1:end]
+            if quote == '"':  # \n, \" and \\ in one pass (\\n is a backslash and an n)
+                value = _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()
         out[name] = value
     if problems:
         raise ProblemsFound(problems)
     return out
+
+
+_ESCAPE = re.compile(r'\\([n"\\])')
+
+
+def _closing_quote(value: str) -> int:
+    """The index of the quote closing ``value``'s opening quote when only blanks or a
+    ``#`` comment follow it (``"db"  # primary``), else 0: not a quoted value."""
+    if value[:1] not in ("'", '"'):
+        return 0
+    quote, i = value[0], 1
+    while i < len(value):
+        if quote == '"' and value[i] == "\\":
+            i += 2
+            continue
+        if value[i] == quote:
+            rest = value[i + 1 :].strip()
+            return i if not rest or rest.startswith("#") else 0
+        i += 1
+    return 0
 
 
 def flatten_letta_config(data: Any, label: str) -> dict[str, str]:

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from dbprofile.text import shown
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_DIGITS",
@@ -105,7 +107,7 @@ def check_name(name: str) -> str | None:
     if len(name) > MAX_NAME:
         return f"a profile name is at most {MAX_NAME} characters, got {len(name)}"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        return "a profile name cannot hold control characters"
+        return f"a profile name cannot hold control characters, got {shown(name)}"
     return None
 
 

@@ -103,7 +103,12 @@ def find_profile(name: str, profiles_dir: str | Path) -> Path:
             raise ProblemsFound(
                 [Problem(where, message="profiles directory not found (use --profiles-dir)")]
             )
-        found = [base / f"{name}{ext}" for ext in EXTENSIONS if (base / f"{name}{ext}").exists()]
+        # A dangling symlink is the profile's file too: reading it says what is wrong.
+        found = [
+            path
+            for path in (base / f"{name}{ext}" for ext in EXTENSIONS)
+            if path.exists() or path.is_symlink()
+        ]
     except OSError as exc:
         raise ProblemsFound([Problem(where, message=f"cannot read: {exc.strerror}")]) from None
     if len(found) > 1:

@@ -165,8 +165,9 @@ def compile_full(
     sets: Iterable[str] = (),
     load: Loader = load_layer,
 ) -> Compiled:
-    """Compile a profile (or, with no name, defaults + environment) to a :class:`Compiled`."""
-    layers = load_chain(name, profiles_dir, load) if name else []
+    """Compile a profile (or, with no name, defaults + environment) to a :class:`Compiled`.
+    An empty name is no profile name (``--profile ""`` is refused, not taken as none)."""
+    layers = load_chain(name, profiles_dir, load) if name is not None else []
     return compile_layers(name, layers, environ or {}, sets)
 
 
@@ -205,7 +206,7 @@ def validate_profiles(
     ``ProblemsFound`` with every problem of every file and profile."""
     base = Path(profiles_dir)
     if files:
-        paths = [Path(f) for f in files]
+        paths = list(dict.fromkeys(Path(f) for f in files))  # a file named twice is one
     else:
         if not base.is_dir():
             raise ProblemsFound(

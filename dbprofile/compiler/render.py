@@ -142,6 +142,28 @@ def explain_rows(spec: EngineSpec, prefix: str | None = None) -> list[tuple[str,
     if prefix and "database.uri".startswith(prefix) and "database.uri" in prov:
         o = prov["database.uri"]
         rows.append(("database.uri", "(see url)", o.origin, ", ".join(o.replaced)))
+    if prefix and not rows:
+        return _unset_rows(spec, prefix)
+    return rows
+
+
+def _unset_rows(spec: EngineSpec, prefix: str) -> list[tuple[str, str, str, str]]:
+    """When nothing under ``prefix`` has a value (a key the engine does not use, options
+    none of which is set): a row for each key under it, so a key asked about is never
+    answered with an empty line."""
+    rows = []
+    for key in KEYS:
+        if key.path == prefix or key.path.startswith(prefix + "."):
+            path = key.path
+        elif key.type == "options" and prefix.startswith(key.path + "."):
+            path = prefix
+        else:
+            continue
+        used = spec.database is not None if key.section == "database" else spec.sqlite is not None
+        if key.section in ("database", "sqlite") and not used:
+            rows.append((path, UNSET, f"not used by engine {spec.engine}", ""))
+        else:
+            rows.append((path, UNSET, "default", ""))
     return rows
 
 

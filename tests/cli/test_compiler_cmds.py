@@ -121,6 +121,11 @@ def test_compile_output_to_an_unwritable_place_is_a_usage_error(project: Path) -
     assert "Traceback" not in err
 
 
+def test_an_empty_output_name_is_a_usage_error_not_stdout(project: Path) -> None:
+    for argv in (("compile", "-p", "prod", "-o", ""), ("import", "--from-env", "-o", "")):
+        assert run(*argv, environ={}) == (2, "", "usage: --output: needs a file name, got ''\n")
+
+
 def test_compile_output_keeps_the_old_file_when_compiling_fails(project: Path) -> None:
     target = project / "db.json"
     target.write_text("previous\n")
@@ -197,6 +202,31 @@ def test_validate_given_a_profile_name_points_at_its_file(project: Path) -> None
     assert run("validate", "nothere") == (1, "", "nothere: no such file\n")
 
 
+def test_validate_counts_a_file_named_twice_once(project: Path) -> None:
+    assert run("validate", "profiles/base.toml", "profiles/base.toml") == (
+        0,
+        "ok: 1 file(s), 1 profile(s) valid\n",
+        "",
+    )
+
+
+def test_a_dangling_profile_link_is_named_once_as_what_it_is(project: Path) -> None:
+    Path("profiles/gone.toml").symlink_to("nowhere.toml")
+    dangling = "profiles/gone.toml: is a broken symbolic link (its target does not exist)\n"
+    assert run("compile", "-p", "gone") == (1, "", dangling)
+    assert run("validate") == (1, "", dangling)
+    assert run("validate", "profiles/gone.toml") == (1, "", dangling)
+
+
+def test_validate_names_a_profile_whose_file_name_is_no_profile_name(project: Path) -> None:
+    Path("profiles/a\tb.toml").write_text("")
+    assert run("validate") == (
+        1,
+        "",
+        "profiles/: a profile name cannot hold control characters, got 'a\\tb'\n",
+    )
+
+
 def test_explain_key_shows_origin_and_what_it_replaced(project: Path) -> None:
     code, out, err = run("explain", "--profile", "prod", "pool.size")
     assert (code, err) == (0, "")
@@ -220,6 +250,38 @@ def test_explain_unknown_key_is_a_usage_error_with_a_suggestion(project: Path) -
     code, out, err = run("explain", "--profile", "prod", "pool.sise")
     assert (code, out) == (2, "")
     assert err == "usage: unknown key 'pool.sise'; did you mean 'pool.size'?\n"
+
+
+def test_explain_of_a_key_without_a_value_says_why_instead_of_an_empty_line(
+    project: Path,
+) -> None:
+    assert run("explain", "-p", "prod", "sqlite.path", environ={}) == (
+        0,
+        "sqlite.path = (unset)  # not used by engine postgresql\n",
+        "",
+    )
+    assert run("explain", "-p", "prod", "sqlite", environ={})[1] == (
+        "sqlite.path = (unset)  # not used by engine postgresql\n"
+    )
+    assert run("explain", "-p", "base", "database.host", environ={})[1] == (
+        "database.host = (unset)  # not used by engine sqlite\n"
+    )
+    unpooled = ("--set", "pool.enabled=false")  # pooled, Letta's rule sets sslmode
+    assert run("explain", "-p", "prod", *unpooled, "database.options", environ={})[1] == (
+        "database.options = (unset)  # default\n"
+    )
+    assert run("explain", "-p", "prod", "database.options.application_name", environ={})[1] == (
+        "database.options.application_name = (unset)  # default\n"
+    )
+    # A section with values lists only them, as before.
+    assert run("explain", "-p", "base", "database", environ={})[1] == (
+        "database.echo = false  # default\n"
+    )
+
+
+def test_an_empty_profile_name_is_refused_not_taken_for_none(project: Path) -> None:
+    for argv in (("compile", "-p", ""), ("explain", "-p", ""), ("diff", "", "prod")):
+        assert run(*argv) == (1, "", "profiles/: not a profile name: ''\n"), argv
 
 
 def test_diff_lists_differing_leaves_with_origins(project: Path) -> None:
@@ -321,6 +383,40 @@ def test_usage_errors_exit_2_on_stderr_without_traceback(
     assert (code, out) == (2, "")
     assert err.startswith("usage: dbprofile")
     assert "Traceback" not in err
+
+
+def test_a_stray_argument_is_reported_by_its_command_with_its_usage(project: Path) -> None:
+    code, out, err = run("explain", "-p", "prod", "pool.size", "extra")
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: dbprofile explain ")
+    assert err.endswith("\ndbprofile explain: error: unrecognized arguments: extra\n")
+    assert run("keygen", "x") == (
+        2,
+        "",
+        "usage: dbprofile keygen [-h]\ndbprofile keygen: error: unrecognized arguments: x\n",
+    )
+    # Before the command, it is the top level's.
+    assert run("--bogus", "keygen")[2].endswith(
+        "\ndbprofile: error: unrecognized arguments: --bogus\n"
+    )
+
+
+def test_schema_file_without_check_is_a_usage_error_not_ignored(project: Path) -> None:
+    assert run("schema", "--file", "x.json") == (
+        2,
+        "",
+        "usage: schema: --file names the file --check compares; to write the schema: "
+        "dbprofile schema > FILE\n",
+    )
+    assert not Path("x.json").exists()
+
+
+def test_letta_without_format_env_is_a_usage_error_not_ignored(project: Path) -> None:
+    assert run("compile", "-p", "prod", "--letta", "0.11") == (
+        2,
+        "",
+        "usage: compile: --letta is for --format env (the Letta the script targets)\n",
+    )
 
 
 def test_configuration_errors_exit_1_without_traceback(project: Path) -> None:

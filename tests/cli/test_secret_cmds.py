@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dbprofile import crypto
-from tests.cli.helpers import run_cli
+from tests.cli.helpers import Run, run_cli
 
 KEY = "cli-test-key"
 NEW = "cli-test-new-key"
@@ -134,6 +134,27 @@ def test_rotate_key_re_encrypts_every_file(profiles: dict[str, Path]) -> None:
         assert path.read_text() == before[kind].replace(old_token, token)
     new_env = {"LETTA_ENCRYPTION_KEY": NEW}
     assert run_cli(["decrypt", files[1], "database.password"], new_env).out == "pw-toml\n"
+
+
+def test_rotate_key_counts_a_file_named_twice_or_through_a_link_once(
+    profiles: dict[str, Path],
+) -> None:
+    path = profiles["toml"]
+    run_cli(["encrypt", "--in-place", str(path), "database.password"], ENV)
+    link = path.with_name("alias.toml")
+    link.symlink_to(path.name)
+    result = run_cli(
+        ["rotate-key", "--new-key-env", "NEW_KEY", str(path), str(link), str(path)], ENV
+    )
+    assert result == Run(
+        0,
+        "",
+        f"rotated 1 encrypted values in 1 of 1 files from key {crypto.key_id(KEY)} "
+        f"to key {crypto.key_id(NEW)}\n",
+    )
+    assert link.is_symlink()
+    new_env = {"LETTA_ENCRYPTION_KEY": NEW}
+    assert run_cli(["decrypt", str(link), "database.password"], new_env).out == "pw-toml\n"
 
 
 def token_in_text(text: str) -> str:
@@ -335,6 +356,24 @@ def test_missing_key_path_in_file(profiles: dict[str, Path]) -> None:
     result = run_cli(["decrypt", str(profiles["yaml"]), "database.nope"], ENV)
     assert result.code == 2
     assert "no key database.nope" in result.err
+
+
+def test_a_missing_or_dangling_file_is_one_line_as_for_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("dangling.toml").symlink_to("nowhere.toml")
+    missing = "nope.toml: does not exist\n"
+    dangling = "dangling.toml: is a broken symbolic link (its target does not exist)\n"
+    for argv in (
+        ["decrypt", "nope.toml", "database.password"],
+        ["encrypt", "--in-place", "nope.toml", "database.password"],
+    ):
+        assert run_cli(argv, ENV) == Run(1, "", missing), argv
+    assert run_cli(["decrypt", "dangling.toml", "database.password"], ENV) == Run(1, "", dangling)
+    assert run_cli(
+        ["rotate-key", "--new-key-env", "NEW_KEY", "nope.toml", "dangling.toml"], ENV
+    ) == (Run(1, "", dangling + missing))
 
 
 def test_unparseable_file_is_one_line(tmp_path: Path) -> None:

@@ -230,6 +230,23 @@ def test_env_file_and_letta_config_read_as_letta_reads_them(tmp_path: Path) -> N
     assert (spec.database.host, spec.database.name, spec.database.user) == ("db", "letta", "app")
 
 
+def test_env_file_quoted_values_may_carry_a_comment_and_escapes_read_once() -> None:
+    text = (
+        'LETTA_PG_HOST="db.internal"  # primary\n'
+        "LETTA_PG_DB='letta' # the name\n"
+        'LETTA_PG_USER="a\\\\nb"\n'  # a backslash and an n, not a newline
+        'LETTA_PG_PASSWORD="p\\"w\\nx"\n'
+        'LETTA_SQLITE_PATH="a"b\n'  # not a quoted value: taken as written
+    )
+    assert parse_env_file(text, ".env") == {
+        "LETTA_PG_HOST": "db.internal",
+        "LETTA_PG_DB": "letta",
+        "LETTA_PG_USER": "a\\nb",
+        "LETTA_PG_PASSWORD": 'p"w\nx',
+        "LETTA_SQLITE_PATH": '"a"b',
+    }
+
+
 def test_extends_refuses_what_a_child_cannot_unset(tmp_path: Path) -> None:
     (tmp_path / "base.toml").write_text(
         '[database.options]\nsslmode = "require"\n', encoding="utf-8"
