@@ -74,7 +74,9 @@ examples:
         summary="check profile files and profiles",
         description="""\
 Check each profile file alone against the schema (as an editor does), then compile
-every profile merged with its parents. All problems are reported, one line each.
+every profile merged with its parents. All problems are reported, one line each; the
+compiler's warnings (a literal secret outside dev/test, a secret file others can read,
+a part the URI overrides, a difference from Letta) too, without changing the exit status.
 
 With --strict, the production rules (DBP101...) also run on the production profiles
 (`production` in [tool.dbprofile], default prod) and on every --profile NAME; silence
@@ -218,9 +220,10 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
     if args.profiles and not args.strict:
         raise UsageError("validate: --profile names a profile for --strict; add --strict")
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     try:
         files, profiles = validate_profiles(
-            args.profiles_dir, files=args.files or None, environ=environ
+            args.profiles_dir, files=args.files or None, environ=environ, warnings=warnings
         )
     except ProblemsFound as exc:
         problems.extend(exc.problems)
@@ -246,6 +249,13 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
         )
         problems.extend(found)
         strict = f", production rules on {checked} profile(s)"
+    # The compile warnings (a literal secret outside dev/test, a readable secret file, a
+    # part the URI overrides), as compile prints them; one a production rule reports on
+    # the same key and line is not said twice.
+    ruled = {(p.file, p.line, p.key) for p in problems if p.rule}
+    for warning in warnings:
+        if (warning.file, warning.line, warning.key) not in ruled:
+            ctx.report(warning)
     if problems:
         raise ProblemsFound(problems)
     line = f"ok: {files} file(s), {profiles} profile(s) valid{strict}"

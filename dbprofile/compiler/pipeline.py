@@ -199,11 +199,13 @@ def validate_profiles(
     *,
     files: Sequence[str | Path] | None = None,
     environ: Mapping[str, str] | None = None,
+    warnings: list[Problem] | None = None,
 ) -> tuple[int, int]:
     """``dbprofile validate``: each profile file alone against the schema (as an editor
     checks it), then every profile merged with its parents (and ``environ``); or only
     ``files`` and their profiles. Returns (files checked, profiles checked); raises
-    ``ProblemsFound`` with every problem of every file and profile."""
+    ``ProblemsFound`` with every problem of every file and profile. The compiled
+    profiles' warnings are appended to ``warnings`` when it is given."""
     base = Path(profiles_dir)
     if files:
         paths = list(dict.fromkeys(Path(f) for f in files))  # a file named twice is one
@@ -241,10 +243,13 @@ def validate_profiles(
     checked = 0
     for directory, name in targets:
         try:
-            compile_full(name, profiles_dir=directory, environ=environ or {})
-            checked += 1
+            compiled = compile_full(name, profiles_dir=directory, environ=environ or {})
         except ProblemsFound as exc:
             problems.extend(exc.problems)
+            continue
+        checked += 1
+        if warnings is not None:
+            warnings.extend(w for w in compiled.warnings if w not in warnings)
     if problems:
         # A parent's problem reaches every profile that extends it: report it once.
         raise ProblemsFound(list(dict.fromkeys(problems)))

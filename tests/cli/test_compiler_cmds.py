@@ -193,6 +193,23 @@ def test_validate_reports_an_unparsable_file_once(
         assert run("validate", *argv) == (1, "", bad), argv
 
 
+def test_validate_reports_the_compile_warnings_and_still_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "profiles").mkdir()
+    staging = tmp_path / "profiles" / "staging.toml"
+    staging.write_text('[database]\nhost = "db"\nname = "d"\nuser = "u"\npassword = "S3CR3T"\n')
+    staging.chmod(0o600)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("validate")
+    assert (code, out) == (0, "ok: 1 file(s), 1 profile(s) valid\n")
+    assert err == (
+        "warning: profiles/staging.toml:5: database.password: literal secret in profile "
+        '\'staging\'; use {env = "VAR"}, {file = "PATH"} or `dbprofile encrypt`\n'
+    )
+    assert "S3CR3T" not in out + err
+
+
 def test_validate_given_a_profile_name_points_at_its_file(project: Path) -> None:
     assert run("validate", "prod") == (
         1,

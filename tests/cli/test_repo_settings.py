@@ -115,7 +115,11 @@ def test_project_wide_ignore_and_select(repo: Path) -> None:
     base = settings.read_text(encoding="utf-8")
     settings.write_text(base + 'ignore = ["DBP101", "DBP107"]\n', encoding="utf-8")
     result = run_cli(["validate", "--strict"])
-    assert [line.split(": ")[2].split()[0] for line in result.err.splitlines()] == ["DBP104"]
+    errors = [line for line in result.err.splitlines() if not line.startswith("warning: ")]
+    assert [line.split(": ")[2].split()[0] for line in errors] == ["DBP104"]
+    # Ignoring DBP101 silences the rule, not the compiler's word on the Letta difference.
+    [warning] = [line for line in result.err.splitlines() if line.startswith("warning: ")]
+    assert "sslmode=disable with pooling on: Letta 0.16.8 would force ssl=require" in warning
     settings.write_text(
         base + 'select = ["DBP10"]\nignore = ["DBP104", "DBP1"]\n', encoding="utf-8"
     )
@@ -186,8 +190,15 @@ def test_literal_secrets_pgbouncer_and_world_readable_secret_files(repo: Path) -
         encoding="utf-8",
     )
     result = run_cli(["validate", "--strict"])
-    codes = sorted(line.split(": ")[2].split()[0] for line in result.err.splitlines())
+    lines = result.err.splitlines()
+    errors = [line for line in lines if not line.startswith("warning: ")]
+    codes = sorted(line.split(": ")[2].split()[0] for line in errors)
     assert codes == ["DBP103", "DBP108", "DBP109"], result.err
+    # The literal key's compile warning is not said again beside DBP103; the file's
+    # mode is a warning of its own.
+    [warning] = [line for line in lines if line.startswith("warning: ")]
+    assert warning.endswith("holds a literal secret and is readable by group or others "
+                            "(mode 0644); chmod 600 it"), warning  # fmt: skip
     assert "literal-key-value" not in result.err
     assert "s3cret" not in result.err
     assert "chmod 600" in result.err
@@ -203,8 +214,19 @@ def test_github_annotations_and_json_keep_exit_codes(repo: Path) -> None:
         f"::error file={rel},line=9,title=DBP101 database.options.sslmode::DBP101 TLS must be "
         "at least 'require' (verify-full with sslrootcert is best), got 'allow'"
     )
+    # Under --strict the compile warning on the sslmode line gave way to DBP101; without
+    # it, the warning is all there is, and the exit status stays 0.
+    assert "Letta 0.16.8 would force" not in github.out
     ok = run_cli(["validate", "--error-format", "json"])
-    assert (ok.code, ok.out) == (0, "[]\n")
+    assert ok.code == 0
+    [warning] = json.loads(ok.out)
+    assert (warning["severity"], warning["key"], warning["line"], warning["rule"]) == (
+        "warning",
+        "database.options.sslmode",
+        9,
+        "",
+    )
+    assert warning["message"].startswith("sslmode=allow with pooling on: Letta 0.16.8")
     assert ok.err.startswith("ok: ")
 
 
