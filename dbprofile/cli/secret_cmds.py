@@ -111,22 +111,26 @@ examples:
         "rotate-key",
         summary="re-encrypt every encrypted value in profile files with a new key",
         description=f"""\
-Re-encrypt every enc:v1: value in the FILEs from the current key to the key in the
-environment variable VAR. Every value is opened and re-encrypted before anything is
-written; any problem leaves all files untouched. Files are then replaced atomically:
-a kill leaves each file wholly old or wholly new, and running the same command again
-finishes the rotation (values already under the new key are verified and kept).
+Re-encrypt every enc:v1: value in the FILEs from the current key to the new key
+(--new-key-env VAR or --new-key-file PATH). Every value is opened and re-encrypted
+before anything is written; any problem leaves all files untouched. Files are then
+replaced atomically: a kill leaves each file wholly old or wholly new, and running the
+same command again finishes the rotation (values already under the new key are
+verified and kept).
 {_KEY_HELP}
 
 examples:
   export NEW_KEY="$(dbprofile keygen)"   # $(env:encryption.key) holds the current key
   dbprofile rotate-key --new-key-env NEW_KEY profiles/*.yaml profiles/*.toml""",
     )
-    p.add_argument(
-        "--new-key-env",
-        metavar="VAR",
-        required=True,
-        help="environment variable holding the new key",
+    new_key = p.add_mutually_exclusive_group(required=True)
+    new_key.add_argument(
+        "--new-key-env", metavar="VAR", help="environment variable holding the new key"
+    )
+    new_key.add_argument(
+        "--new-key-file",
+        metavar="PATH",
+        help="file holding the new key (a mounted secret; one trailing newline is dropped)",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="profile files to rotate")
     _add_key_options(p)
@@ -318,15 +322,21 @@ def cmd_decrypt(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_rotate_key(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.editing import rotate_files
+    from dbprofile.runtime.resolve import resolve_secret
+    from dbprofile.spec import Secret
 
     old_key = _resolve_key(args, ctx, label="current key")
-    new_key = ctx.environ.get(args.new_key_env)
-    if new_key is None:
-        raise SecretError("", f"environment variable {args.new_key_env} (the new key) is not set")
+    if args.new_key_file:
+        source = Secret("file", args.new_key_file, "--new-key-file")
+        where = args.new_key_file
+    else:
+        source = Secret("env", args.new_key_env, "--new-key-env")
+        where = args.new_key_env
+    new_key = resolve_secret(source, ctx.environ)
     if new_key in ("", "None"):
-        raise SecretError("", f"environment variable {args.new_key_env} (the new key) is empty")
+        raise SecretError("", f"the new key ({source.describe()}) is empty")
     if new_key == old_key:
-        raise SecretError("", f"the new key ({args.new_key_env}) is the same as the current key")
+        raise SecretError("", f"the new key ({where}) is the same as the current key")
     ctx.err(rotate_files(args.files, old_key=old_key, new_key=new_key).summary())
     return 0
 

@@ -328,9 +328,32 @@ def test_rotate_to_the_same_key_is_refused(profiles: dict[str, Path]) -> None:
 
 def test_rotate_with_unset_new_key_variable_names_it(profiles: dict[str, Path]) -> None:
     result = run_cli(["rotate-key", "--new-key-env", "NOPE", str(profiles["yaml"])], ENV)
-    assert "environment variable NOPE (the new key) is not set" in one_line_error(
-        result.code, result.err
+    err = one_line_error(result.code, result.err)
+    assert err == "error: --new-key-env: environment variable NOPE is not set\n"
+
+
+def test_rotate_key_takes_the_new_key_from_a_file(
+    profiles: dict[str, Path], tmp_path: Path
+) -> None:
+    path = profiles["toml"]
+    run_cli(["encrypt", "--in-place", str(path), "database.password"], ENV)
+    key_file = tmp_path / "new.key"
+    key_file.write_text(NEW + "\n")  # a mounted secret ends with a newline
+    key_file.chmod(0o600)
+    result = run_cli(["rotate-key", "--new-key-file", str(key_file), str(path)], ENV)
+    assert result.code == 0, result.err
+    assert crypto.token_key_id(token_in(path)) == crypto.key_id(NEW)
+    new_env = {"LETTA_ENCRYPTION_KEY": NEW}
+    assert run_cli(["decrypt", str(path), "database.password"], new_env).out == "pw-toml\n"
+    missing = run_cli(["rotate-key", "--new-key-file", str(tmp_path / "no"), str(path)], ENV)
+    assert one_line_error(missing.code, missing.err) == (
+        f"error: --new-key-file: secret file {tmp_path / 'no'} does not exist\n"
     )
+    both = run_cli(
+        ["rotate-key", "--new-key-env", "NEW_KEY", "--new-key-file", str(key_file), str(path)],
+        ENV,
+    )
+    assert both.code == 2
 
 
 @pytest.mark.parametrize(
