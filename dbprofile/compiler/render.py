@@ -199,6 +199,20 @@ def render_explain(rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def _secrets_differ(a: EngineSpec, b: EngineSpec, path: str) -> bool:
+    """Whether two secrets that describe alike (``***``, ``encrypted ***``) hold different
+    literal values or encrypted tokens."""
+    key = KEYS_BY_PATH.get(path)
+    if key is None or key.type != "secret" or key.spec_path is None:
+        return False
+    x, y = spec_value(a, key), spec_value(b, key)
+    if x is None or y is None or x.source != y.source:
+        return False
+    if x.source == "literal":
+        return bool(x.literal != y.literal)
+    return bool(x.source == "encrypted" and x.ref != y.ref)
+
+
 def diff_rows(a: EngineSpec, b: EngineSpec) -> list[tuple[str, str, str, str, str]]:
     """(key, value in a, origin in a, value in b, origin in b) for each differing setting."""
     va, vb = leaf_values(a), leaf_values(b)
@@ -206,7 +220,10 @@ def diff_rows(a: EngineSpec, b: EngineSpec) -> list[tuple[str, str, str, str, st
     rows = []
     for key in sorted(set(va) | set(vb)):
         x, y = va.get(key, UNSET), vb.get(key, UNSET)
-        if x == y:
+        if x == y and _secrets_differ(a, b, key):
+            # Both print as ***: say that they differ, never what they are.
+            y = f"{y} (a different value)"
+        elif x == y:
             continue
         oa = pa[key].origin if key in pa and key in va else ""
         ob = pb[key].origin if key in pb and key in vb else ""

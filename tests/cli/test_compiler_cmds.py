@@ -316,6 +316,29 @@ def test_diff_exit_code_flag_and_identical_profiles(project: Path) -> None:
     assert run("diff", "--exit-code", "prod", "prod")[0] == 0
 
 
+def test_diff_says_two_hidden_secrets_differ_without_showing_either(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "profiles").mkdir()
+    body = '[database]\nhost = "db"\nname = "d"\nuser = "u"\npassword = "{}"\n'
+    for name, password in (("a", "S3CR3T-one"), ("b", "S3CR3T-two"), ("c", "S3CR3T-one")):
+        path = tmp_path / "profiles" / f"{name}.toml"
+        path.write_text(body.format(password))
+        path.chmod(0o600)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("diff", "--exit-code", "a", "b", environ={})
+    assert (code, out) == (
+        3,
+        "database.password: *** (profiles/a.toml:5) -> *** (a different value) "
+        "(profiles/b.toml:5)\n",
+    )
+    assert run("diff", "--exit-code", "a", "c", environ={})[:2] == (
+        0,
+        "no differences between a and c\n",
+    )
+    assert "S3CR3T" not in out + err
+
+
 def test_diff_of_a_missing_profile_fails_with_one_line(project: Path) -> None:
     code, out, err = run("diff", "base", "staging", environ={})
     assert (code, out) == (1, "")
