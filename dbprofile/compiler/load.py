@@ -86,6 +86,12 @@ def profile_names(profiles_dir: Path) -> list[str]:
         return []
 
 
+def not_a_directory(base: Path, where: str) -> Problem:
+    """The problem of a profiles directory that is missing or is not a directory."""
+    what = "is a file, not a directory" if base.exists() else "not found"
+    return Problem(where, message=f"profiles directory {what} (use --profiles-dir)")
+
+
 def find_profile(name: str, profiles_dir: str | Path) -> Path:
     """The one file for profile ``name``; a clear problem when there are none or two."""
     base = Path(profiles_dir)
@@ -100,9 +106,7 @@ def find_profile(name: str, profiles_dir: str | Path) -> Path:
         raise ProblemsFound([Problem(where, message=f"not a profile name: {shown(name)}")])
     try:
         if not base.is_dir():
-            raise ProblemsFound(
-                [Problem(where, message="profiles directory not found (use --profiles-dir)")]
-            )
+            raise ProblemsFound([not_a_directory(base, where)])
         # A dangling symlink is the profile's file too: reading it says what is wrong.
         found = [
             path

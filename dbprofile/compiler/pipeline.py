@@ -17,7 +17,14 @@ from warnings import warn
 from attrs import frozen
 
 from dbprofile.compiler.compile import compile_spec
-from dbprofile.compiler.load import EXTENSIONS, Layer, find_profile, load_layer, profile_names
+from dbprofile.compiler.load import (
+    EXTENSIONS,
+    Layer,
+    find_profile,
+    load_layer,
+    not_a_directory,
+    profile_names,
+)
 from dbprofile.compiler.merge import Merged, merge_layers
 from dbprofile.compiler.overrides import env_layer, set_layer
 from dbprofile.compiler.validate import validate_tree
@@ -211,9 +218,7 @@ def validate_profiles(
         paths = list(dict.fromkeys(Path(f) for f in files))  # a file named twice is one
     else:
         if not base.is_dir():
-            raise ProblemsFound(
-                [Problem(str(base), message="profiles directory not found (use --profiles-dir)")]
-            )
+            raise ProblemsFound([not_a_directory(base, str(base))])
         try:
             paths = sorted(p for p in base.iterdir() if p.suffix in EXTENSIONS)
         except OSError as exc:

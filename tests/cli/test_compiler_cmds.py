@@ -210,6 +210,14 @@ def test_validate_reports_the_compile_warnings_and_still_exits_0(
     assert "S3CR3T" not in out + err
 
 
+def test_validate_names_a_profiles_directory_that_is_a_file(project: Path) -> None:
+    assert run("validate", "--profiles-dir", "profiles/prod.yaml") == (
+        1,
+        "",
+        "profiles/prod.yaml: profiles directory is a file, not a directory (use --profiles-dir)\n",
+    )
+
+
 def test_validate_given_a_profile_name_points_at_its_file(project: Path) -> None:
     assert run("validate", "prod") == (
         1,
