@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from dbprofile.cli.common import Context, add_subparser, check_output_name, write_output
-from dbprofile.errors import Problem, ProblemsFound
+from dbprofile.errors import Problem, ProblemsFound, UsageError
 from dbprofile.files import UserFileError, read_user_file
 from dbprofile.text import escape
 
@@ -40,7 +41,12 @@ def register(sub: Any, ctx: Context) -> None:
     )
     source.add_argument("--env-file", metavar="PATH", help="a .env file of NAME=VALUE lines")
     source.add_argument("--letta-config", metavar="PATH", help="Letta's conf.yaml")
-    p.add_argument("--format", "-f", choices=("toml", "yaml"), default="toml")
+    p.add_argument(
+        "--format",
+        "-f",
+        choices=("toml", "yaml"),
+        help="the profile's format (default: from --output's extension, else toml)",
+    )
     p.add_argument(
         "--output", "-o", metavar="FILE", help="write to FILE atomically instead of stdout"
     )
@@ -66,6 +72,19 @@ def _read(path: str, flag: str) -> str:
         raise ProblemsFound([Problem(escape(exc.path), message=exc.reason)]) from None
 
 
+def _import_format(explicit: str | None, output: str | None) -> str:
+    """--format, or the one --output's extension names (a profile is read by its
+    extension, so the two must agree), else toml."""
+    suffix = Path(output).suffix.lower() if output else ""
+    implied = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}.get(suffix)
+    if explicit is not None and implied is not None and explicit != implied:
+        raise UsageError(
+            f"import: --format {explicit} does not match --output {escape(output or '')}: "
+            f"a {suffix} profile is read as {implied}"
+        )
+    return explicit or implied or "toml"
+
+
 def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.importer import (
         describe_required,
@@ -76,15 +95,19 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
     )
 
     check_output_name(args.output)
+    fmt = _import_format(args.format, args.output)
+    held_in: str | None = None  # where the deployment's secrets are today, if not env
     if args.env_file is not None:
         deployment = parse_env_file(_read(args.env_file, "--env-file"), args.env_file)
         what = f"the .env file {args.env_file}"
+        held_in = args.env_file
     elif args.letta_config is not None:
         from dbprofile.compiler.load import parse_yaml
 
         data, _ = parse_yaml(_read(args.letta_config, "--letta-config"), args.letta_config)
         deployment = flatten_letta_config(data, args.letta_config)
         what = f"Letta's config {args.letta_config}"
+        held_in = args.letta_config
     else:
         deployment = dict(ctx.environ)
         what = "the LETTA_* environment"
@@ -93,6 +116,7 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         extends=args.extends,
         profiles_dir=args.profiles_dir,
         secret_dir=args.secret_dir,
+        held_in=held_in,
     )
     for warning in imported.warnings:
         ctx.report(warning)
@@ -100,7 +124,7 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         f"Imported by `dbprofile import` from {escape(what)}.\n"
         "Secrets are references: the deployment keeps providing them."
     )
-    text = render_profile(imported, args.format, header)
+    text = render_profile(imported, fmt, header)
     if args.output is not None:  # -o '' is an error, not stdout
         write_output(args.output, text)
         ctx.err(f"wrote {escape(args.output)}")

@@ -48,6 +48,7 @@ class Required:
     source: str  # "env" or "file"
     ref: str  # the variable or the file
     holds: str  # what it must hold, e.g. "the password now inside LETTA_PG_URI"
+    kept: bool = False  # the deployment provides it so already (its own variable)
 
 
 @frozen
@@ -143,23 +144,25 @@ def _leaves(tree: Mapping[str, Any], prefix: KeyPath = ()) -> dict[KeyPath, Any]
 
 
 def _secret_ref(
-    path: KeyPath, value: Any, secret_dir: str | None, environ: Mapping[str, str]
+    path: KeyPath, value: Any, secret_dir: str | None, held_in: str | None
 ) -> tuple[dict[str, str], Required]:
-    """The reference written for a deployment's secret, and what the operator provides."""
+    """The reference written for a deployment's secret, and what the operator provides
+    (``held_in``: the file holding the deployment's variables, None for the environment)."""
     dotted = ".".join(path)
+    kept = held_in is None
     if isinstance(value, Secret) and value.part == "password":
         var = env_of(dotted)
         holds = f"the password now inside {value.ref}"
     elif isinstance(value, dict) and "env" in value:
         var = str(value["env"])
-        holds = f"{dotted}, as today"
+        holds = f"{dotted}, as today" if kept else f"{dotted} (today in {held_in})"
     else:  # a literal from a conf.yaml written in clear, or an enc:v1: value
-        var = env_of(dotted)
+        var, kept = env_of(dotted), False
         holds = f"{dotted} (today written in clear)"
     if secret_dir is not None:
         file = f"{secret_dir.rstrip('/')}/{var.lower()}"
         return {"file": file}, Required("file", file, holds.replace(", as today", f" ({var})"))
-    return {"env": var}, Required("env", var, holds)
+    return {"env": var}, Required("env", var, holds, kept=kept)
 
 
 def import_profile(
@@ -168,8 +171,10 @@ def import_profile(
     extends: str | None = None,
     profiles_dir: str = "profiles",
     secret_dir: str | None = None,
+    held_in: str | None = None,
 ) -> Imported:
-    """The profile for ``deployment``'s variables (see module doc)."""
+    """The profile for ``deployment``'s variables (see module doc); ``held_in`` names the
+    file they were read from (a .env file, Letta's conf.yaml), None for the environment."""
     compiled = compile_full(None, environ=deployment)
     target = _leaves(compiled.merged.tree)
     if extends is not None:
@@ -196,7 +201,7 @@ def import_profile(
             continue
         value = target[path]
         if path in secrets:
-            value, need = _secret_ref(path, value, secret_dir, deployment)
+            value, need = _secret_ref(path, value, secret_dir, held_in)
             required.append(need)
         if path in base and base[path] == value:
             continue
@@ -280,8 +285,9 @@ def _key(name: str) -> str:
 
 
 def describe_required(required: tuple[Required, ...]) -> list[str]:
-    """One line per secret the operator must keep providing."""
+    """One line per secret the operator must (keep) providing."""
     return [
-        f"keep providing {'variable' if r.source == 'env' else 'file'} {shown(r.ref)}: {r.holds}"
+        f"{'keep providing' if r.kept else 'provide'} "
+        f"{'variable' if r.source == 'env' else 'file'} {shown(r.ref)}: {r.holds}"
         for r in required
     ]

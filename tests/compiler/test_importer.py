@@ -224,7 +224,10 @@ def test_env_file_and_letta_config_read_as_letta_reads_them(tmp_path: Path) -> N
     assert 'password = { file = "/run/secrets/letta_pg_password" }' in text
     assert "pw" not in text.replace("password", "")
     assert "sk-x" not in text
-    assert "keep providing file '/run/secrets/letta_pg_password'" in result.err
+    conf = tmp_path / "conf.yaml"
+    assert result.err.splitlines()[1] == (
+        f"provide file '/run/secrets/letta_pg_password': database.password (today in {conf})"
+    )
     spec = compile_full("prod", profiles_dir=out.parent, environ={}).spec
     assert spec.database is not None
     assert (spec.database.host, spec.database.name, spec.database.user) == ("db", "letta", "app")
@@ -271,3 +274,21 @@ def test_a_missing_source_file_is_one_line(tmp_path: Path, flag: str) -> None:
     result = run_cli(["import", flag, str(tmp_path / "nope")])
     assert result.code == 1
     assert result.err.count("\n") == 1
+
+
+def test_import_writes_the_format_its_output_is_read_as(tmp_path: Path) -> None:
+    conf = tmp_path / "conf.yaml"
+    conf.write_text("letta:\n  pg:\n    host: db\n    db: d\n    user: u\n", encoding="utf-8")
+    out = tmp_path / "profiles" / "x.yaml"
+    result = run_cli(["import", "--letta-config", str(conf), "--output", str(out)])
+    assert result.code == 0, result.err
+    assert out.read_text(encoding="utf-8").startswith("# yaml-language-server: $schema=")
+    spec = compile_full("x", profiles_dir=out.parent, environ={}).spec
+    assert spec.database is not None
+    assert spec.database.host == "db"
+    clash = run_cli(["import", "--letta-config", str(conf), "-f", "yaml", "-o", str(out) + ".toml"])
+    assert clash.code == 2
+    assert clash.err == (
+        f"usage: import: --format yaml does not match --output {out}.toml: "
+        "a .toml profile is read as toml\n"
+    )
