@@ -127,7 +127,7 @@ def test_hostile_input_gets_one_clean_line_and_never_the_secret(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     extra = setup(tmp_path)
-    out = tmp_path / "out.json"
+    out = tmp_path / "out"  # no extension: the format is the one asked for
     command = [*argv, *extra]
     if argv[0] == "compile":
         command += ["--output", str(out)]

@@ -222,6 +222,30 @@ def write_output(path: str, text: str) -> None:
         raise UsageError(f"--output {escape(exc.path)}: {exc.reason}") from None
 
 
+def output_format(
+    command: str,
+    explicit: str | None,
+    output: str | None,
+    by_suffix: dict[str, str],
+    default: str,
+) -> str:
+    """--format, or the one --output's extension names (``by_suffix``), else ``default``;
+    an explicit format the extension contradicts is a usage error (a .toml file holding
+    JSON is read back as TOML and fails)."""
+    from pathlib import Path
+
+    from dbprofile.text import escape
+
+    suffix = Path(output).suffix.lower() if output else ""
+    implied = by_suffix.get(suffix)
+    if explicit is not None and implied is not None and explicit != implied:
+        raise UsageError(
+            f"{command}: --format {explicit} does not match --output {escape(output or '')}: "
+            f"a {suffix} file is read as {implied}"
+        )
+    return explicit or implied or default
+
+
 def check_output_name(path: str | None) -> None:
     """``--output ''`` is a usage error (checked before the work), not stdout."""
     if path is not None and not path:

@@ -15,6 +15,7 @@ from dbprofile.cli.common import (
     add_subparser,
     check_output_name,
     compile_from_args,
+    output_format,
     write_output,
 )
 from dbprofile.compiler.letta_env import LETTA_TARGETS
@@ -49,8 +50,8 @@ examples:
         "--format",
         "-f",
         choices=("json", "toml", "env", "text"),
-        default="json",
-        help="json: the spec contract (default); toml: the same as TOML; env: a POSIX "
+        help="json: the spec contract (default; with --output, the format its extension "
+        ".json/.toml/.env/.sh names); toml: the same as TOML; env: a POSIX "
         "shell script of LETTA_* assignments that makes Letta open the same engine "
         "(exit 1 naming each setting Letta cannot express); text: for people",
     )
@@ -195,10 +196,14 @@ examples:
     p.set_defaults(handler=cmd_env_vars)
 
 
+SPEC_SUFFIXES = {".json": "json", ".toml": "toml", ".env": "env", ".sh": "env"}
+
+
 def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.render import render
 
     check_output_name(args.output)
+    args.format = output_format("compile", args.format, args.output, SPEC_SUFFIXES, "json")
     if args.letta is not None and args.format != "env":
         raise UsageError("compile: --letta is for --format env (the Letta the script targets)")
     if args.letta is None:

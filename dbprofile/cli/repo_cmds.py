@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from dbprofile.cli.common import Context, add_subparser, check_output_name, write_output
-from dbprofile.errors import Problem, ProblemsFound, UsageError
+from dbprofile.cli.common import (
+    Context,
+    add_subparser,
+    check_output_name,
+    output_format,
+    write_output,
+)
+from dbprofile.errors import Problem, ProblemsFound
 from dbprofile.files import UserFileError, read_user_file
 from dbprofile.text import escape
 
@@ -72,19 +77,6 @@ def _read(path: str, flag: str) -> str:
         raise ProblemsFound([Problem(escape(exc.path), message=exc.reason)]) from None
 
 
-def _import_format(explicit: str | None, output: str | None) -> str:
-    """--format, or the one --output's extension names (a profile is read by its
-    extension, so the two must agree), else toml."""
-    suffix = Path(output).suffix.lower() if output else ""
-    implied = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}.get(suffix)
-    if explicit is not None and implied is not None and explicit != implied:
-        raise UsageError(
-            f"import: --format {explicit} does not match --output {escape(output or '')}: "
-            f"a {suffix} profile is read as {implied}"
-        )
-    return explicit or implied or "toml"
-
-
 def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.importer import (
         describe_required,
@@ -95,7 +87,13 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
     )
 
     check_output_name(args.output)
-    fmt = _import_format(args.format, args.output)
+    fmt = output_format(
+        "import",
+        args.format,
+        args.output,
+        {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"},
+        "toml",
+    )
     held_in: str | None = None  # where the deployment's secrets are today, if not env
     if args.env_file is not None:
         deployment = parse_env_file(_read(args.env_file, "--env-file"), args.env_file)

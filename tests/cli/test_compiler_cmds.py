@@ -113,6 +113,20 @@ def test_compile_output_writes_the_file_atomically_and_nothing_to_stdout(project
     assert sorted(p.name for p in target.parent.iterdir()) == ["db.json"]  # no temp files left
 
 
+def test_compile_output_format_follows_the_extension_unless_given(project: Path) -> None:
+    assert run("compile", "--profile", "prod", "--output", "db.toml")[:2] == (0, "")
+    assert tomllib.loads((project / "db.toml").read_text())["profile"] == "prod"
+    assert run("compile", "--profile", "prod", "--output", "db.txt")[:2] == (0, "")
+    assert json.loads((project / "db.txt").read_text())["profile"] == "prod"  # default json
+    code, out, err = run("compile", "--profile", "prod", "-f", "json", "--output", "x.toml")
+    assert (code, out) == (2, "")
+    assert err == (
+        "usage: compile: --format json does not match --output x.toml: "
+        "a .toml file is read as toml\n"
+    )
+    assert not (project / "x.toml").exists()
+
+
 def test_compile_output_to_an_unwritable_place_is_a_usage_error(project: Path) -> None:
     (project / "blocker").write_text("a file where a directory is needed\n")
     code, out, err = run("compile", "--profile", "prod", "-o", "blocker/db.json")

@@ -290,5 +290,5 @@ def test_import_writes_the_format_its_output_is_read_as(tmp_path: Path) -> None:
     assert clash.code == 2
     assert clash.err == (
         f"usage: import: --format yaml does not match --output {out}.toml: "
-        "a .toml profile is read as toml\n"
+        "a .toml file is read as toml\n"
     )
