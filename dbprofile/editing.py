@@ -114,6 +114,12 @@ class ProfileDocument:
             raise ArgumentError(f"{self.path}: {key_path} is not a string")
         if self.kind == "yaml":
             node[last] = _same_yaml_style(old, value)
+            # ruamel keeps an end-of-line comment at its old column, so a longer value
+            # would squeeze it to one space: move it by the value's change in length.
+            items = getattr(getattr(node, "ca", None), "items", {})
+            comment = (items.get(last) or [None, None, None])[2:3]
+            if comment and comment[0] is not None:
+                comment[0].column = max(0, comment[0].column + len(value) - len(old))
         else:
             import tomlkit
 

@@ -85,7 +85,7 @@ def test_encrypt_in_place_yaml_keeps_everything_but_the_value(profiles: dict[str
     assert f"with key {crypto.key_id(KEY)}" in result.err
     token = token_in(profiles["yaml"])
     assert crypto.open_value(token, key=KEY, key_path="database.password") == "hunter2-yaml"
-    expected = YAML.replace('"hunter2-yaml"   # rotate me', f'"{token}" # rotate me')
+    expected = YAML.replace('"hunter2-yaml"   # rotate me', f'"{token}"   # rotate me')  # gap kept
     assert profiles["yaml"].read_text() == expected
 
 
