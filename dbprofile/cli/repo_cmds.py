@@ -82,6 +82,7 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         describe_required,
         flatten_letta_config,
         import_profile,
+        located,
         parse_env_file,
         render_profile,
     )
@@ -94,29 +95,33 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"},
         "toml",
     )
-    held_in: str | None = None  # where the deployment's secrets are today, if not env
+    held_in: str | None = None  # the file holding the deployment's variables, if any
+    lines: dict[str, int] = {}  # each variable's line in it
     if args.env_file is not None:
-        deployment = parse_env_file(_read(args.env_file, "--env-file"), args.env_file)
-        what = f"the .env file {args.env_file}"
         held_in = args.env_file
+        deployment = parse_env_file(_read(held_in, "--env-file"), held_in, lines)
+        what = f"the .env file {held_in}"
     elif args.letta_config is not None:
         from dbprofile.compiler.load import parse_yaml
 
-        data, _ = parse_yaml(_read(args.letta_config, "--letta-config"), args.letta_config)
-        deployment = flatten_letta_config(data, args.letta_config)
-        what = f"Letta's config {args.letta_config}"
         held_in = args.letta_config
+        data, positions = parse_yaml(_read(held_in, "--letta-config"), held_in)
+        deployment = flatten_letta_config(data, held_in, positions, lines)
+        what = f"Letta's config {held_in}"
     else:
         deployment = dict(ctx.environ)
         what = "the LETTA_* environment"
-    imported = import_profile(
-        deployment,
-        extends=args.extends,
-        profiles_dir=args.profiles_dir,
-        secret_dir=args.secret_dir,
-        held_in=held_in,
-    )
-    for warning in imported.warnings:
+    try:
+        imported = import_profile(
+            deployment,
+            extends=args.extends,
+            profiles_dir=args.profiles_dir,
+            secret_dir=args.secret_dir,
+            held_in=held_in,
+        )
+    except ProblemsFound as exc:
+        raise ProblemsFound(located(exc.problems, held_in or "", lines)) from None
+    for warning in located(imported.warnings, held_in or "", lines):
         ctx.report(warning)
     header = (
         f"Imported by `dbprofile import` from {escape(what)}.\n"

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from dbprofile.compiler.load import KeyPath
 from dbprofile.compiler.merge import merge_layers
@@ -59,8 +59,9 @@ class Imported:
     warnings: tuple[Problem, ...]
 
 
-def parse_env_file(text: str, label: str) -> dict[str, str]:
-    """A ``.env`` file (``KEY=VALUE`` lines, ``export``, quotes, comments) as a mapping."""
+def parse_env_file(text: str, label: str, lines: dict[str, int] | None = None) -> dict[str, str]:
+    """A ``.env`` file (``KEY=VALUE`` lines, ``export``, quotes, comments) as a mapping;
+    each variable's line goes into ``lines`` when it is given."""
     out: dict[str, str] = {}
     problems = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -82,8 +83,24 @@ def parse_env_file(text: str, label: str) -> dict[str, str]:
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()
         out[name] = value
+        if lines is not None:
+            lines[name] = number
     if problems:
         raise ProblemsFound(problems)
+    return out
+
+
+def located(problems: Iterable[Problem], label: str, lines: Mapping[str, int]) -> list[Problem]:
+    """``problems`` about a variable read from a file (``env LETTA_PG_PORT: …``) placed
+    on the file's line instead (``.env:3: LETTA_PG_PORT: …``)."""
+    out = []
+    for problem in problems:
+        name = problem.file.removeprefix("env ")
+        if problem.file.startswith("env ") and name in lines:
+            message = f"{name}: {problem.message}"
+            out.append(evolve(problem, file=label, line=lines[name], message=message))
+        else:
+            out.append(problem)
     return out
 
 
@@ -107,24 +124,33 @@ def _closing_quote(value: str) -> int:
     return 0
 
 
-def flatten_letta_config(data: Any, label: str) -> dict[str, str]:
+def flatten_letta_config(
+    data: Any,
+    label: str,
+    positions: Mapping[KeyPath, tuple[int, int]] | None = None,
+    lines: dict[str, int] | None = None,
+) -> dict[str, str]:
     """Letta's ``conf.yaml`` ``letta:`` tree flattened as Letta does (upper-cased, joined
-    with ``_``; booleans as ``true``/``false``; ``null`` skipped), database keys only."""
+    with ``_``; booleans as ``true``/``false``; ``null`` skipped), database keys only;
+    each variable's line (from the loader's ``positions``) goes into ``lines``."""
     if not isinstance(data, dict):
         raise ProblemsFound([Problem(label, message="expected a mapping with a 'letta:' tree")])
     out: dict[str, str] = {}
 
-    def walk(node: Any, prefix: str) -> None:
+    def walk(node: Any, prefix: str, path: KeyPath) -> None:
         for key, value in node.items():
             name = f"{prefix}_{key}".upper()
             if isinstance(value, dict):
-                walk(value, name)
+                walk(value, name, (*path, str(key)))
             elif value is not None:
                 out[name] = str(value).lower() if isinstance(value, bool) else str(value)
+                position = (positions or {}).get((*path, str(key)))
+                if lines is not None and position is not None:
+                    lines[name] = position[0]
 
     letta = data.get("letta")
     if isinstance(letta, dict):
-        walk(letta, ENV_PREFIX.rstrip("_"))
+        walk(letta, ENV_PREFIX.rstrip("_"), ("letta",))
     return {k: v for k, v in out.items() if k in KEYS_BY_ENV}
 
 

@@ -292,3 +292,22 @@ def test_import_writes_the_format_its_output_is_read_as(tmp_path: Path) -> None:
         f"usage: import: --format yaml does not match --output {out}.toml: "
         "a .toml file is read as toml\n"
     )
+
+
+def test_a_bad_value_in_a_file_is_reported_on_its_line(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "# prod\nLETTA_PG_HOST=db\nLETTA_PG_PORT=abc\nLETTA_PG_DB=d\nLETTA_PG_POOLSIZE=3\n",
+        encoding="utf-8",
+    )
+    result = run_cli(["import", "--env-file", str(env)])
+    assert (result.code, result.out) == (1, "")
+    assert result.err.splitlines() == [
+        f"{env}:3: LETTA_PG_PORT: must be an integer, got 'abc'",
+        f"warning: {env}:5: LETTA_PG_POOLSIZE: not a dbprofile variable; "
+        "did you mean LETTA_PG_POOL_SIZE?",
+    ]
+    conf = tmp_path / "conf.yaml"
+    conf.write_text("letta:\n  pg:\n    host: db\n    port: abc\n", encoding="utf-8")
+    result = run_cli(["import", "--letta-config", str(conf)])
+    assert result.err == f"{conf}:4: LETTA_PG_PORT: must be an integer, got 'abc'\n"
