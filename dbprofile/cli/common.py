@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from attrs import define, field
 
@@ -109,6 +109,23 @@ class DbprofileArgumentParser(argparse.ArgumentParser):
                 found: argparse.ArgumentParser | None = action.choices.get(name)
                 return found
         return None
+
+    def error(self, message: str) -> NoReturn:
+        """A usage mistake in one line (argparse prints the usage block first): what is
+        wrong, and where the full usage is."""
+        import difflib
+        import re
+
+        from dbprofile.text import escape
+
+        bad = re.match(r"argument COMMAND: invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+        if bad:  # the whole command list is in --help: suggest the near one instead
+            names = re.findall(r"'([^']*)'", bad.group(2))
+            near = difflib.get_close_matches(bad.group(1), names, n=1)
+            message = f"unknown command {bad.group(1)!r}" + (
+                f"; did you mean {near[0]!r}?" if near else ""
+            )
+        self.exit(2, f"usage: {self.prog}: {escape(message)} (see {self.prog} --help)\n")
 
     def _print_message(self, message: str, file: Any = None) -> None:
         if not message or self.ctx is None:

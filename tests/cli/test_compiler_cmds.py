@@ -448,19 +448,37 @@ def test_usage_errors_exit_2_on_stderr_without_traceback(
 
 
 def test_a_stray_argument_is_reported_by_its_command_with_its_usage(project: Path) -> None:
-    code, out, err = run("explain", "-p", "prod", "pool.size", "extra")
-    assert (code, out) == (2, "")
-    assert err.startswith("usage: dbprofile explain ")
-    assert err.endswith("\ndbprofile explain: error: unrecognized arguments: extra\n")
+    assert run("explain", "-p", "prod", "pool.size", "extra") == (
+        2,
+        "",
+        "usage: dbprofile explain: unrecognized arguments: extra (see dbprofile explain --help)\n",
+    )
     assert run("keygen", "x") == (
         2,
         "",
-        "usage: dbprofile keygen [-h]\ndbprofile keygen: error: unrecognized arguments: x\n",
+        "usage: dbprofile keygen: unrecognized arguments: x (see dbprofile keygen --help)\n",
     )
     # Before the command, it is the top level's.
-    assert run("--bogus", "keygen")[2].endswith(
-        "\ndbprofile: error: unrecognized arguments: --bogus\n"
+    assert run("--bogus", "keygen")[2] == (
+        "usage: dbprofile: unrecognized arguments: --bogus (see dbprofile --help)\n"
     )
+
+
+def test_a_usage_mistake_is_one_line_naming_the_help_to_read(project: Path) -> None:
+    assert run("complie") == (
+        2,
+        "",
+        "usage: dbprofile: unknown command 'complie'; did you mean 'compile'? "
+        "(see dbprofile --help)\n",
+    )
+    assert run("rotate-key", "f.toml") == (
+        2,
+        "",
+        "usage: dbprofile rotate-key: one of the arguments --new-key-env --new-key-file is "
+        "required (see dbprofile rotate-key --help)\n",
+    )
+    code, out, err = run("compile", "--set")
+    assert (code, out, err.count("\n")) == (2, "", 1), err
 
 
 def test_schema_file_without_check_is_a_usage_error_not_ignored(project: Path) -> None:
