@@ -195,6 +195,16 @@ class Attempt:
         return self.__exit__(exc_type, exc, tb)
 
 
+def _attempt_loop(schedule: _Schedule) -> Iterator[Attempt]:
+    """Attempts until one ends without a retryable error (the caller waits between)."""
+    while True:
+        schedule.attempt += 1
+        attempt = Attempt(schedule)
+        yield attempt
+        if attempt.error is None:
+            return
+
+
 def attempts(
     *,
     attempts: int = 5,
@@ -210,13 +220,10 @@ def attempts(
             ...
     """
     schedule = _Schedule(attempts, deadline, retry_serialization, backoff, max_backoff)
-    while True:
-        schedule.attempt += 1
-        attempt = Attempt(schedule)
+    for attempt in _attempt_loop(schedule):
         yield attempt
-        if attempt.error is None:
-            return
-        time.sleep(attempt.delay or 0.0)
+        if attempt.error is not None:
+            time.sleep(attempt.delay or 0.0)
 
 
 async def async_attempts(
@@ -235,13 +242,10 @@ async def async_attempts(
             ...
     """
     schedule = _Schedule(attempts, deadline, retry_serialization, backoff, max_backoff)
-    while True:
-        schedule.attempt += 1
-        attempt = Attempt(schedule)
+    for attempt in _attempt_loop(schedule):
         yield attempt
-        if attempt.error is None:
-            return
-        await asyncio.sleep(attempt.delay or 0.0)
+        if attempt.error is not None:
+            await asyncio.sleep(attempt.delay or 0.0)
 
 
 @overload

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -164,3 +164,22 @@ class LspClient:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream and not stream.closed:
                 stream.close()
+
+
+def serve(
+    root: Path,
+    environ: Mapping[str, str] | None = None,
+    capabilities: dict[str, Any] | None = None,
+    *,
+    secret: str,
+) -> Iterator[LspClient]:
+    """A server for ``root``, initialized, shut down cleanly afterwards, that never sent
+    ``secret`` (the test's planted one) in any message."""
+    client = LspClient(root, environ)
+    try:
+        client.capabilities = client.initialize(root, capabilities)["capabilities"]
+        yield client
+        assert client.shutdown() == 0
+    finally:
+        client.kill()
+    assert all(secret not in message for message in client.received)

@@ -22,7 +22,7 @@ from dbprofile.cli import main
 from dbprofile.compiler.load import load_text
 from dbprofile.errors import ProblemsFound
 from dbprofile.keys import env_of
-from tests.lsp.client import LspClient
+from tests.lsp.client import LspClient, serve
 
 SECRET = "Hunter2PlantedInline"
 KEY = "k" * 32
@@ -58,15 +58,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.contextmanager
 def running(root: Path, offered: list[str] | None) -> Iterator[LspClient]:
-    client = LspClient(root, {env_of("encryption.key"): KEY})
     caps = {} if offered is None else {"general": {"positionEncodings": offered}}
-    try:
-        client.capabilities = client.initialize(root, caps)["capabilities"]
-        yield client
-        assert client.shutdown() == 0
-    finally:
-        client.kill()
-    assert all(SECRET not in message for message in client.received)
+    yield from serve(root, {env_of("encryption.key"): KEY}, caps, secret=SECRET)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from dbprofile import crypto
 from dbprofile.cli import main
 from dbprofile.keys import env_of
-from tests.lsp.client import LspClient
+from tests.lsp.client import LspClient, serve
 
 SECRET = "Hunter2PlantedLiteral"
 KEY = "k" * 32
@@ -84,14 +84,7 @@ def project(root: Path, suffix: str, request: pytest.FixtureRequest) -> Path:
 
 
 def start(root: Path, environ: dict[str, str] | None = None) -> Iterator[LspClient]:
-    client = LspClient(root, environ)
-    try:
-        client.capabilities = client.initialize(root)["capabilities"]
-        yield client
-        assert client.shutdown() == 0
-    finally:
-        client.kill()
-    assert all(SECRET not in message for message in client.received)
+    yield from serve(root, environ, secret=SECRET)
 
 
 @pytest.fixture(scope="module")
