@@ -27,7 +27,12 @@ from dbprofile.spec import (  # noqa: E402
     Secret,
     render_url,
 )
-from tests.pg import PostgresServer, find_pg_bindir  # noqa: E402
+from tests.pg import (  # noqa: E402
+    PgbouncerServer,
+    PostgresServer,
+    find_pg_bindir,
+    find_pgbouncer,
+)
 
 __all__ = [
     "PASSWORD_VAR",
@@ -35,6 +40,7 @@ __all__ = [
     "SELECT_1",
     "PostgresServer",
     "run_ops",
+    "running_pgbouncer",
     "running_postgres",
     "spec_for",
 ]
@@ -82,6 +88,20 @@ def running_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.cleanup()
+
+
+@contextlib.contextmanager
+def running_pgbouncer(server: PostgresServer, pool_size: int = 5) -> Iterator[PgbouncerServer]:
+    """pgbouncer in transaction mode in front of ``server``, stopped on exit."""
+    binary = find_pgbouncer()
+    if binary is None:
+        sys.exit("pgbouncer not found; run scripts/system-deps")
+    bouncer = PgbouncerServer(binary, server, pool_size=pool_size)
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        bouncer.cleanup()
 
 
 SELECT_1 = sa.text("SELECT 1")

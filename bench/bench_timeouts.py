@@ -5,6 +5,8 @@
 2. Server timeouts straight to PostgreSQL (``statement_timeout`` and ``lock_timeout`` in
    libpq's ``options``, once per connection): two engines identical but for the keys,
    each operation a transaction (``engine.begin()``).
+3. The same behind PgBouncer in transaction mode (``database.pgbouncer``), where they are
+   set per transaction by a ``begin`` listener (one ``set_config`` round trip each).
 
 The two engines of a pair are interleaved operation by operation (a, b, b, a, ...), each
 operation timed alone, so both see the same machine load; the figure is the median over
@@ -22,7 +24,7 @@ import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from _pg import PASSWORD_VAR, SELECT_1, running_postgres, spec_for
+from _pg import PASSWORD_VAR, SELECT_1, running_pgbouncer, running_postgres, spec_for
 from attrs import evolve
 
 from dbprofile import create_engine
@@ -101,6 +103,26 @@ def main() -> None:
             f"statement_timeout + lock_timeout (direct): {us_on:.1f} us vs {us_off:.1f} us "
             f"per transaction, ratio {ratio:.3f}"
         )
+        with running_pgbouncer(server) as bouncer:
+            plain = spec_for(server, monitoring=False)
+            assert plain.database is not None
+            routed = evolve(plain.database, host=bouncer.host, port=bouncer.port, pgbouncer=True)
+            bounced = evolve(plain, database=routed)
+            bounced_limited = evolve(
+                plain,
+                database=evolve(routed, statement_timeout=30.0, lock_timeout=5.0),
+            )
+
+            def behind_pgbouncer(on: bool) -> sa.Engine:
+                return create_engine(bounced_limited if on else bounced, environ=env)
+
+            ratio, us_on, us_off = compare(
+                behind_pgbouncer, begin=True, rounds=args.rounds, ops=args.ops
+            )
+            print(
+                f"statement_timeout + lock_timeout (pgbouncer): {us_on:.1f} us vs "
+                f"{us_off:.1f} us per transaction, ratio {ratio:.3f}"
+            )
 
 
 if __name__ == "__main__":
