@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from typing import BinaryIO
 
@@ -186,6 +185,8 @@ def _check_target(label: str, real: str, *, force: bool, in_place: bool) -> os.s
 
 def _stage(real: str, text: str, st: os.stat_result | None) -> str:
     directory = os.path.dirname(real) or "."
+    import tempfile  # only when writing: compiling to stdout never loads it
+
     fd, tmp = tempfile.mkstemp(
         prefix=f".{os.path.basename(real)}.", suffix=".dbprofile-tmp", dir=directory
     )

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dbprofile.compiler.letta_env import LettaTarget, render_letta_env
 from dbprofile.errors import ArgumentError
 from dbprofile.keys import KEYS, KEYS_BY_PATH, SECTIONS
 from dbprofile.pgurl import MASK, SECRET_QUERY_KEYS
 from dbprofile.spec import EngineSpec, spec_to_dict, spec_value
 from dbprofile.text import shown
+
+if TYPE_CHECKING:
+    from dbprofile.compiler.letta_env import LettaTarget
 
 FORMATS = ("json", "toml", "env", "text")
 
@@ -27,6 +29,8 @@ def render(spec: EngineSpec, fmt: str, *, letta: LettaTarget = "0.16") -> str:
     if fmt == "toml":
         return render_toml(spec)
     if fmt == "env":
+        from dbprofile.compiler.letta_env import render_letta_env
+
         return render_letta_env(spec, target=letta)
     return render_text(spec)
 
