@@ -128,16 +128,17 @@ class ProfileDocument:
             node[last] = tomlkit.string(value, literal=literal)  # tomlkit keeps the comment
 
     def render(self) -> str:
+        bom = "\ufeff" if self.snapshot is not None and self.snapshot.bom else ""
         if self.kind == "toml":
             import tomlkit
 
-            return tomlkit.dumps(self.root)
+            return bom + tomlkit.dumps(self.root)
         stream = io.StringIO()
         self._yaml.dump(self.root, stream)
         text = stream.getvalue()
         if "\r\n" in self.original:  # ruamel writes \n: keep the file's CRLF (tomlkit does)
             text = text.replace("\r\n", "\n").replace("\n", "\r\n")
-        return text
+        return bom + text
 
 
 def _same_yaml_style(old: str, value: str) -> Any:

@@ -10,13 +10,14 @@ regular file (links followed), bounded in size, as UTF-8 text, and otherwise rai
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import stat
 from collections.abc import Mapping
 from typing import BinaryIO
 
-from attrs import frozen
+from attrs import evolve, field, frozen
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -132,6 +133,9 @@ class Snapshot:
     inode: int
     size: int
     mtime_ns: int
+    # The text began with a UTF-8 byte-order mark (kept when rewritten); not part of
+    # the identity that detects a change.
+    bom: bool = field(default=False, eq=False)
 
 
 def _real_target(path: str | os.PathLike[str]) -> str:
@@ -157,8 +161,9 @@ def read_for_edit(path: str | os.PathLike[str]) -> tuple[str, Snapshot]:
     """The text of a file about to be edited in place, and its snapshot (taken first, so
     a change made while reading is caught too)."""
     before = snapshot_of(path)
-    text = read_user_file(path)
-    return text, before
+    data = read_user_bytes(path)
+    text = _decode(os.fspath(path), data)
+    return text, evolve(before, bom=data.startswith(codecs.BOM_UTF8))
 
 
 def _check_target(label: str, real: str, *, force: bool, in_place: bool) -> os.stat_result | None:

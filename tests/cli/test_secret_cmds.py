@@ -438,3 +438,23 @@ def test_long_lines_and_yaml_aliases_survive(tmp_path: Path) -> None:
     assert result.code == 0, result.err
     token = token_in(profile)
     assert profile.read_text() == text.replace("'secret value'", f"'{token}'")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("bom.toml", '\ufeff[database]\npassword = "pw-bom"  # keep\n'),
+        ("bom.yaml", "\ufeffdatabase:\n  password: pw-bom  # keep\n"),
+    ],
+)
+def test_in_place_edits_keep_a_byte_order_mark(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    result = run_cli(["encrypt", "--in-place", str(path), "database.password"], ENV)
+    assert result.code == 0, result.err
+    data = path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert data.count(b"\xef\xbb\xbf") == 1
+    token = token_in(path)
+    assert data.decode("utf-8") == text.replace("pw-bom", token)
+    assert run_cli(["decrypt", str(path), "database.password"], ENV).out == "pw-bom\n"
