@@ -39,7 +39,7 @@ from dbprofile.runtime.translate import (
     TranslatingQueuePool,
     translate_error,
 )
-from dbprofile.spec import EngineSpec
+from dbprofile.spec import EngineSpec, load_spec
 
 if TYPE_CHECKING:  # the ORM costs ~50 ms to import, the asyncio extension needs greenlet
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -137,6 +137,22 @@ def _merge_overrides(kwargs: dict[str, Any], overrides: Mapping[str, Any]) -> di
     return merged
 
 
+SpecLike = EngineSpec | str | os.PathLike[str] | Mapping[str, Any]
+
+
+def spec_of(spec: SpecLike) -> EngineSpec:
+    """``spec`` itself, or the spec :func:`~dbprofile.spec.load_spec` reads from a path
+    (``"build/db.json"``) or a mapping."""
+    if isinstance(spec, EngineSpec):
+        return spec
+    if isinstance(spec, str | os.PathLike | Mapping):
+        return load_spec(spec)
+    raise TypeError(
+        "expected an EngineSpec, the path of a compiled spec or its mapping, "
+        f"got {type(spec).__name__}"
+    )
+
+
 def _for_role(spec: EngineSpec, role: str, replica: int | None) -> EngineSpec:
     if role == "primary" and replica is None:
         return spec
@@ -176,7 +192,7 @@ def _monitor(engine: Engine, spec: EngineSpec, name: str | None, registry: Any) 
 
 
 def create_engine(
-    spec: EngineSpec,
+    spec: SpecLike,
     *,
     role: Literal["primary", "replica"] = "primary",
     replica: int | None = None,
@@ -185,7 +201,8 @@ def create_engine(
     registry: Any = None,
     **overrides: Any,
 ) -> Engine:
-    """A pooled, error-translating, monitored ``sqlalchemy.Engine`` for ``spec``.
+    """A pooled, error-translating, monitored ``sqlalchemy.Engine`` for ``spec`` (an
+    :class:`EngineSpec`, or the path of a compiled spec: ``create_engine("build/db.json")``).
 
     ``role="replica"`` opens the read replicas (``database.replicas``) instead of the
     primary: replica number ``replica`` (0-based), or all of them as one multi-host URL
@@ -194,7 +211,7 @@ def create_engine(
     ``overrides`` go to ``sqlalchemy.create_engine`` last (``connect_args`` are merged key
     by key).
     """
-    spec = _for_role(spec, role, replica)
+    spec = _for_role(spec_of(spec), role, replica)
     if role == "replica" and name is None:
         name = f"{spec.profile or 'default'}-replica"
     url, kwargs = engine_arguments(spec, environ=environ, async_=False)
@@ -208,7 +225,7 @@ def create_engine(
 
 
 def create_async_engine(
-    spec: EngineSpec,
+    spec: SpecLike,
     *,
     role: Literal["primary", "replica"] = "primary",
     replica: int | None = None,
@@ -223,7 +240,7 @@ def create_async_engine(
     except ImportError as exc:
         raise DriverMissingError("greenlet", "runtime", "an async engine") from exc
 
-    spec = _for_role(spec, role, replica)
+    spec = _for_role(spec_of(spec), role, replica)
     if role == "replica" and name is None:
         name = f"{spec.profile or 'default'}-replica"
     url, kwargs = engine_arguments(spec, environ=environ, async_=True)

@@ -42,6 +42,8 @@ from dbprofile.spec import DatabaseSpec, EngineSpec, render_url
 if TYPE_CHECKING:  # the asyncio extension needs greenlet
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+    from dbprofile.runtime.engines import SpecLike
+
 __all__ = [
     "ReplicaRouter",
     "RoutingSession",
@@ -251,7 +253,7 @@ def _forget_target(session: Session, transaction: SessionTransaction) -> None:
 
 
 def routing_sessionmaker(
-    spec: EngineSpec,
+    spec: SpecLike,
     *,
     environ: Mapping[str, str] | None = None,
     check_interval: float = 1.0,
@@ -261,8 +263,9 @@ def routing_sessionmaker(
     ``Session(readonly=True)`` reads from a healthy replica, ``Session()`` uses the
     primary. Letta's session settings (``expire_on_commit=False``, ``autoflush=False``)
     apply unless given. ``factory.kw["router"].dispose()`` closes every engine."""
-    from dbprofile.runtime.engines import create_engine
+    from dbprofile.runtime.engines import create_engine, spec_of
 
+    spec = spec_of(spec)
     db: DatabaseSpec | None = spec.database
     if db is None:
         raise SpecError("database", "read replicas need a PostgreSQL spec")
@@ -281,7 +284,7 @@ def routing_sessionmaker(
 
 
 def async_routing_sessionmaker(
-    spec: EngineSpec,
+    spec: SpecLike,
     *,
     environ: Mapping[str, str] | None = None,
     check_interval: float = 1.0,
@@ -292,8 +295,9 @@ def async_routing_sessionmaker(
     engine."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    from dbprofile.runtime.engines import create_async_engine
+    from dbprofile.runtime.engines import create_async_engine, spec_of
 
+    spec = spec_of(spec)
     db = spec.database
     if db is None:
         raise SpecError("database", "read replicas need a PostgreSQL spec")

@@ -228,3 +228,30 @@ def test_sqlite_engine_is_usable_from_several_threads(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT count(*) FROM child")).scalar() == 20
     engine.dispose()
     assert errors == []
+
+
+def test_an_engine_opens_from_a_compiled_spec_path_or_its_mapping(tmp_path: Path) -> None:
+    import json
+
+    from dbprofile.spec import spec_to_dict
+
+    spec = sqlite_spec(str(tmp_path / "a.db"))
+    path = tmp_path / "db.json"
+    path.write_text(json.dumps(spec_to_dict(spec)), encoding="utf-8")
+    for given in (str(path), path, spec_to_dict(spec)):
+        engine = create_engine(given)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+        assert engine.url.database == str(tmp_path / "a.db")
+        engine.dispose()
+
+    async def run() -> int:
+        engine = create_async_engine(str(path))
+        async with engine.connect() as conn:
+            value = int((await conn.execute(text("SELECT 2"))).scalar_one())
+        await engine.dispose()
+        return value
+
+    assert asyncio.run(run()) == 2
+    with pytest.raises(TypeError, match="expected an EngineSpec, the path of a compiled spec"):
+        create_engine(42)  # type: ignore[arg-type]
