@@ -436,7 +436,8 @@ def structure_spec(data: Mapping[str, Any], source: str = "spec") -> EngineSpec:
 
 
 def load_spec(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> EngineSpec:
-    """An :class:`EngineSpec` from a compiled JSON file or its parsed mapping.
+    """An :class:`EngineSpec` from a compiled spec file (JSON; TOML when the name ends in
+    ``.toml``, as ``compile --output db.toml`` writes it) or its parsed mapping.
 
     Cheap on purpose (no YAML, jsonschema or compiler import). Raises :class:`SpecError`
     naming the file and the key path for anything that is not a readable spec of a
@@ -449,6 +450,17 @@ def load_spec(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> En
         text = read_user_file(source, what="spec")
     except UserFileError as exc:
         raise SpecError(source, exc.reason) from None
+    if source.lower().endswith(".toml"):
+        import tomllib
+
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            message = str(exc).split(" (at line")[0]
+            raise SpecError(source, f"not a spec: invalid TOML ({message})") from None
+        except (ValueError, RecursionError) as exc:
+            raise SpecError(source, f"not a spec: {_unreadable(exc)}") from None
+        return structure_spec(data, source)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -458,5 +470,14 @@ def load_spec(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> En
             "write it with 'dbprofile compile --format json'",
         ) from None
     except (ValueError, RecursionError) as exc:
-        raise SpecError(source, f"not a spec: {exc}") from None
+        raise SpecError(source, f"not a spec: {_unreadable(exc)}") from None
     return structure_spec(data, source)
+
+
+def _unreadable(exc: ValueError | RecursionError) -> str:
+    """Why a parser gave up on a spec, in a few words."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if "digits" in str(exc):
+        return "a number with too many digits"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -171,17 +171,23 @@ def test_a_secret_file_that_never_ends_or_blocks_is_one_line(tmp_path: Path, tar
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
+    ("name", "spec", "message"),
     [
-        ("[" * 5000 + "]" * 5000, "not a spec"),
-        ('{"version": 1, "engine": "sqlite", "url": "x", "sqlite": {"path": "x"}, "pool": {"class": "QueuePool", "timeout": NaN}}', "pool.timeout: must be a finite number"),
-        ('{"version": 1, "engine": "sqlite", "url": "x", "sqlite": {"path": "x"}, "pool": {"class": "QueuePool", "timeout": Infinity}}', "pool.timeout: must be a finite number"),
-        ('{"version": ' + "9" * 5000 + "}", "not a spec"),
+        ("db.json", "[" * 5000 + "]" * 5000, "not a spec: nested too deeply"),
+        ("db.json", '{"version": 1, "engine": "sqlite", "url": "x", "sqlite": {"path": "x"}, "pool": {"class": "QueuePool", "timeout": NaN}}', "pool.timeout: must be a finite number"),
+        ("db.json", '{"version": 1, "engine": "sqlite", "url": "x", "sqlite": {"path": "x"}, "pool": {"class": "QueuePool", "timeout": Infinity}}', "pool.timeout: must be a finite number"),
+        ("db.json", '{"version": ' + "9" * 5000 + "}", "not a spec: a number with too many digits"),
+        ("db.toml", "x = " + "[" * 5000 + "]" * 5000, "not a spec: nested too deeply"),
+        ("db.toml", "version = " + "9" * 5000, "not a spec: a number with too many digits"),
+        ("db.toml", 'version = 1\nengine = "sqlite"\nurl = "x"\n[sqlite]\npath = "x"\n[pool]\nclass = "QueuePool"\ntimeout = inf\n', "pool.timeout: must be a finite number"),
+        ("db.toml", "[pool\n", "not a spec: invalid TOML"),
     ],
 )  # fmt: skip
-def test_a_hostile_spec_file_is_one_line(tmp_path: Path, spec: str, message: str) -> None:
-    (tmp_path / "db.json").write_text(spec, encoding="utf-8")
-    result = run_cli(["check", "--spec", str(tmp_path / "db.json")], {})
+def test_a_hostile_spec_file_is_one_line(
+    tmp_path: Path, name: str, spec: str, message: str
+) -> None:
+    (tmp_path / name).write_text(spec, encoding="utf-8")
+    result = run_cli(["check", "--spec", str(tmp_path / name)], {})
     assert_clean(result, 1, [])
     assert message in result.err
 

@@ -57,6 +57,22 @@ def test_spec_round_trips_through_json(tmp_path: Path) -> None:
     assert load_spec(str(write(tmp_path, spec_to_dict(spec)))) == spec
 
 
+def test_a_toml_spec_as_compile_writes_it_loads_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from dbprofile.cli import main
+    from dbprofile.compiler.pipeline import compile_profile
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    for name in ("dev", "test", "prod"):
+        assert main(["compile", "-p", name, "--no-env", "-o", f"{name}.toml"], environ={}) == 0
+        assert (tmp_path / f"{name}.toml").read_text(encoding="utf-8").startswith("version = 1")
+        assert load_spec(f"{name}.toml") == compile_profile(name, environ=None)
+
+
 def test_not_json_names_the_file_and_position(tmp_path: Path) -> None:
     path = write(tmp_path, '{"version": 1,\n  oops}')
     with pytest.raises(SpecError) as info:
