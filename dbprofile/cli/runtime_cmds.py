@@ -73,13 +73,15 @@ def register(sub: Any, ctx: Context) -> None:
     parser.add_argument(
         "--spec",
         metavar="FILE",
-        help="use a compiled spec (dbprofile compile --format json) instead of a profile",
+        help="use a compiled spec (what dbprofile compile --output FILE writes: JSON, or "
+        "TOML for a .toml name) instead of a profile",
     )
     parser.add_argument(
         "--timeout",
         metavar="SECONDS",
         type=float,
-        help="connect timeout (default: the spec's pool.timeout)",
+        help="connect timeout (default: the spec's, as the service connects: "
+        "database.connect_timeout, else pool.timeout when pooled, 60 s under NullPool)",
     )
     add_capacity_options(parser)
     parser.set_defaults(handler=cmd_check)
