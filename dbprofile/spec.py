@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 SPEC_VERSION = 1
+# A spec file's format by its extension (anything else is read as JSON).
+SPEC_FILE_FORMATS = {".json": "json", ".toml": "toml"}
 
 SecretSource = Literal["env", "file", "encrypted", "literal"]
 
@@ -450,7 +452,7 @@ def load_spec(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> En
         text = read_user_file(source, what="spec")
     except UserFileError as exc:
         raise SpecError(source, exc.reason) from None
-    if source.lower().endswith(".toml"):
+    if SPEC_FILE_FORMATS.get(os.path.splitext(source)[1].lower()) == "toml":
         import tomllib
 
         try:

@@ -21,6 +21,7 @@ from dbprofile.cli.common import (
 from dbprofile.compiler.letta_env import LETTA_TARGETS
 from dbprofile.errors import Problem, ProblemsFound, UsageError
 from dbprofile.files import UserFileError, read_user_file
+from dbprofile.spec import SPEC_FILE_FORMATS
 from dbprofile.text import escape
 
 SCHEMA_FILE = "schema/dbprofile.schema.json"
@@ -196,7 +197,7 @@ examples:
     p.set_defaults(handler=cmd_env_vars)
 
 
-SPEC_SUFFIXES = {".json": "json", ".toml": "toml", ".env": "env", ".sh": "env"}
+SPEC_SUFFIXES = {**SPEC_FILE_FORMATS, ".env": "env", ".sh": "env"}  # and Letta's script
 
 
 def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:

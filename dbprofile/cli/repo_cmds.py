@@ -86,15 +86,11 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         parse_env_file,
         render_profile,
     )
+    from dbprofile.compiler.load import EXTENSIONS
 
     check_output_name(args.output)
-    fmt = output_format(
-        "import",
-        args.format,
-        args.output,
-        {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"},
-        "toml",
-    )
+    by_suffix = {ext: "toml" if ext == ".toml" else "yaml" for ext in EXTENSIONS}
+    fmt = output_format("import", args.format, args.output, by_suffix, "toml")
     held_in: str | None = None  # the file holding the deployment's variables, if any
     lines: dict[str, int] = {}  # each variable's line in it
     if args.env_file is not None:
