@@ -187,7 +187,17 @@ def test_traceback_flag_shows_the_traceback(project: Path) -> None:
 def test_without_alembic_ini_it_says_where_it_looked(project: Path) -> None:
     (project / "alembic.ini").unlink()
     code, _, err = migrate("--profile", "local", "upgrade", "head")
-    assert_one_line_error(code, err, "alembic.ini: no such file", "-c/--config")
+    assert_one_line_error(code, err, "alembic.ini: does not exist in ", "-c/--config")
+
+
+def test_an_alembic_ini_that_is_not_a_file_is_one_line(project: Path) -> None:
+    import os
+
+    (project / "alembic.ini").unlink()
+    os.mkfifo(project / "alembic.ini")  # reading it would wait for a writer for ever
+    code, _, err = migrate("--profile", "local", "upgrade", "head")
+    line = assert_one_line_error(code, err, "alembic.ini: not a regular file")
+    assert "does not exist" not in line
 
 
 def test_config_option_points_at_another_directory(

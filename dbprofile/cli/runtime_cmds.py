@@ -174,16 +174,30 @@ def _parse_alembic_args(args: argparse.Namespace, ctx: Context) -> tuple[Any, ar
     return cli, options
 
 
+def _check_alembic_ini(path: str) -> None:
+    """alembic.ini read as every file a user names is (a regular file, bounded, UTF-8)
+    before alembic reads it: one line saying what is wrong with it otherwise."""
+    from dbprofile.files import UserFileError, read_user_file
+    from dbprofile.text import escape
+
+    try:
+        read_user_file(path)
+    except UserFileError as exc:
+        hint = (
+            f" in {escape(str(Path.cwd()))}; run dbprofile migrate in the directory holding "
+            "alembic.ini, or pass -c/--config FILE"
+            if exc.reason == "does not exist"
+            else ""
+        )
+        raise DbprofileError(f"migrate: {escape(exc.path)}: {exc.reason}{hint}") from None
+
+
 def cmd_migrate(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.text import one_line
 
     _cli, options = _parse_alembic_args(args, ctx)
     config_path = Path(args.config)
-    if not config_path.is_file():
-        raise DbprofileError(
-            f"migrate: {args.config}: no such file in {Path.cwd()}; run dbprofile migrate "
-            "in the directory holding alembic.ini, or pass -c/--config FILE"
-        )
+    _check_alembic_ini(args.config)
     spec = compile_from_args(args, ctx)
 
     from alembic.config import Config
