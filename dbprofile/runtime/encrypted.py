@@ -163,7 +163,8 @@ def _reflect(conn: sa.Connection, table: str, schema: str | None) -> sa.Table:
     try:
         return sa.Table(table, sa.MetaData(), autoload_with=conn, schema=schema)
     except sa.exc.NoSuchTableError:
-        raise ArgumentError(f"table {table!r} does not exist") from None
+        where = f" in schema {schema!r}" if schema is not None else ""
+        raise ArgumentError(f"table {table!r} does not exist{where}") from None
 
 
 def _column(tbl: sa.Table, name: str, role: str) -> sa.Column[Any]:

@@ -83,6 +83,8 @@ def test_unknown_table_is_a_usage_error(tmp_path: Path) -> None:
     argv = ["encrypt-column", "--profile", "local", "--profiles-dir", str(profiles)]
     result = run_cli([*argv, "nope", "a", "b"], {"LETTA_ENCRYPTION_KEY": KEY})
     assert (result.code, result.err) == (2, "usage: table 'nope' does not exist\n")
+    result = run_cli([*argv, "--schema", "main", "nope", "a", "b"], {"LETTA_ENCRYPTION_KEY": KEY})
+    assert result.err == "usage: table 'nope' does not exist in schema 'main'\n"
 
 
 def test_unreadable_rows_exit_1_and_are_named_by_primary_key(tmp_path: Path) -> None:
