@@ -407,3 +407,13 @@ def test_the_quoted_limit_and_typo_messages_match_the_shipped_prod_profile(
         shown_text = (ROOT / page).read_text(encoding="utf-8")
         for message in err.getvalue().splitlines():
             assert message in shown_text, (page, message)
+
+
+@pytest.mark.parametrize(
+    "argv", [["complie", "--profile", "prod"], ["compile", "--profiel", "prod"]]
+)
+def test_a_quoted_usage_error_is_what_the_command_prints(argv: list[str]) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(argv, environ={}, stdout=out, stderr=err) == 2
+    (line,) = err.getvalue().splitlines()
+    assert line in (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8"), line

@@ -125,6 +125,10 @@ class DbprofileArgumentParser(argparse.ArgumentParser):
             message = f"unknown command {bad.group(1)!r}" + (
                 f"; did you mean {near[0]!r}?" if near else ""
             )
+        stray = re.match(r"unrecognized arguments: (--[\w-]+)", message)
+        if stray:  # a misspelt option: name the near one
+            near = difflib.get_close_matches(stray.group(1), list(self._option_string_actions), n=1)
+            message += f"; did you mean {near[0]}?" if near else ""
         self.exit(2, f"usage: {self.prog}: {escape(message)} (see {self.prog} --help)\n")
 
     def _print_message(self, message: str, file: Any = None) -> None:
