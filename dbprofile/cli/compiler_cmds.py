@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -220,16 +221,22 @@ def cmd_compile(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
-    from dbprofile.compiler.pipeline import validate_profiles
+    from dbprofile.compiler.pipeline import compiler_for, validate_profiles
 
     environ = ctx.environ if args.env else {}
     if args.profiles and not args.strict:
         raise UsageError("validate: --profile names a profile for --strict; add --strict")
     problems: list[Problem] = []
     warnings: list[Problem] = []
+    # --strict compiles the production profiles again: each profile is compiled once.
+    compile_one = functools.cache(compiler_for(environ))
     try:
         files, profiles = validate_profiles(
-            args.profiles_dir, files=args.files or None, environ=environ, warnings=warnings
+            args.profiles_dir,
+            files=args.files or None,
+            environ=environ,
+            warnings=warnings,
+            compile_one=compile_one,
         )
     except ProblemsFound as exc:
         problems.extend(exc.problems)
@@ -252,6 +259,7 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
             args.profiles_dir,
             environ=environ,
             enabled=ctx.settings().rule_enabled,
+            compile_one=compile_one,
         )
         problems.extend(found)
         strict = f", production rules on {checked} profile(s)"

@@ -201,18 +201,29 @@ def compile_profile(
     return compiled.spec
 
 
+CompileOne = Callable[[str, Path], Compiled]
+
+
+def compiler_for(environ: Mapping[str, str] | None) -> CompileOne:
+    """:func:`compile_full` of (name, profiles directory) with ``environ``."""
+    return lambda name, directory: compile_full(name, profiles_dir=directory, environ=environ)
+
+
 def validate_profiles(
     profiles_dir: str | Path,
     *,
     files: Sequence[str | Path] | None = None,
     environ: Mapping[str, str] | None = None,
     warnings: list[Problem] | None = None,
+    compile_one: CompileOne | None = None,
 ) -> tuple[int, int]:
     """``dbprofile validate``: each profile file alone against the schema (as an editor
     checks it), then every profile merged with its parents (and ``environ``); or only
     ``files`` and their profiles. Returns (files checked, profiles checked); raises
     ``ProblemsFound`` with every problem of every file and profile. The compiled
-    profiles' warnings are appended to ``warnings`` when it is given."""
+    profiles' warnings are appended to ``warnings`` when it is given; ``compile_one``
+    (name, directory) replaces :func:`compile_full` with ``environ`` (a caller that
+    compiles the same profiles again passes a cached one)."""
     base = Path(profiles_dir)
     if files:
         paths = list(dict.fromkeys(Path(f) for f in files))  # a file named twice is one
@@ -248,7 +259,7 @@ def validate_profiles(
     checked = 0
     for directory, name in targets:
         try:
-            compiled = compile_full(name, profiles_dir=directory, environ=environ or {})
+            compiled = (compile_one or compiler_for(environ))(name, directory)
         except ProblemsFound as exc:
             problems.extend(exc.problems)
             continue

@@ -26,7 +26,7 @@ from attrs import frozen
 
 from dbprofile.compiler.load import KeyPath
 from dbprofile.compiler.merge import Merged, Step
-from dbprofile.compiler.pipeline import compile_full
+from dbprofile.compiler.pipeline import CompileOne, compiler_for
 from dbprofile.errors import Problem, ProblemsFound
 from dbprofile.files import UserFileError, read_user_file
 from dbprofile.keys import KEYS_BY_PATH, env_of
@@ -277,14 +277,16 @@ def strict_problems(
     *,
     environ: Mapping[str, str] | None = None,
     enabled: Callable[[str], bool] = lambda _: True,
+    compile_one: CompileOne | None = None,
 ) -> tuple[list[Problem], int]:
     """The production rules on each named profile: (problems, profiles checked).
-    A profile that does not compile reports its compile problems instead."""
+    A profile that does not compile reports its compile problems instead;
+    ``compile_one`` as for :func:`~dbprofile.compiler.pipeline.validate_profiles`."""
     problems: list[Problem] = []
     checked = 0
     for name in names:
         try:
-            compiled = compile_full(name, profiles_dir=profiles_dir, environ=environ or {})
+            compiled = (compile_one or compiler_for(environ))(name, Path(profiles_dir))
         except ProblemsFound as exc:
             problems.extend(exc.problems)
             continue
