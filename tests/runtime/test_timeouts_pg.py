@@ -22,7 +22,7 @@ from dbprofile.errors import DatabaseLockNotAvailableError, DatabaseTimeoutError
 from dbprofile.spec import EngineSpec, PoolSpec
 from tests.pg import PgbouncerServer, PostgresServer, free_port
 from tests.proxy import FreezableProxy
-from tests.specs import pg_spec
+from tests.specs import PASSWORD_VAR, pg_spec
 
 pytestmark = pytest.mark.postgres
 
@@ -282,3 +282,26 @@ def test_unused_port_is_refused_quickly_not_after_the_connect_timeout(
         engine.connect()
     engine.dispose()
     assert time.monotonic() - started < 10  # not the 30 s connect timeout
+
+
+@pytest.mark.pgbouncer
+def test_per_role_server_defaults_hold_behind_pgbouncer_without_any_key(
+    pg: PostgresServer, pgbouncer: PgbouncerServer
+) -> None:
+    """What docs/runtime.md offers as the free alternative to the timeout keys: a
+    role's defaults reach every server session pgbouncer opens for it, so a
+    ``pg_sleep`` past the role's statement_timeout is cancelled with no key set."""
+    role = pg.create_role("role_defaults", "pw-role-defaults")
+    database = pg.create_database("role_defaults", owner=role)
+    pg.execute(f"ALTER ROLE {role} SET statement_timeout = '300ms'")
+    spec = pg_spec(pgbouncer, database, user=role, pgbouncer=True, pool=POOL)
+    assert spec.database is not None
+    assert spec.database.statement_timeout is None
+    engine = create_engine(spec, environ={PASSWORD_VAR: "pw-role-defaults"})
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "300ms"
+        with engine.connect() as conn, pytest.raises(DatabaseTimeoutError):
+            conn.execute(text("SELECT pg_sleep(30)"))
+    finally:
+        engine.dispose()
