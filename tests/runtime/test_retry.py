@@ -32,6 +32,13 @@ NO_PING = PoolSpec(enabled=True, size=2, max_overflow=0, timeout=5.0, pre_ping=F
 FAST = {"backoff": 0.05, "max_backoff": 0.2}
 
 
+def fresh_table(pg: PostgresServer, env: dict[str, str], table: str) -> sqlalchemy.Engine:
+    """An empty table ``table (id int)`` and an engine without pre-ping to write it."""
+    pg.execute(f"DROP TABLE IF EXISTS {table}")
+    pg.execute(f"CREATE TABLE {table} (id int)")
+    return create_engine(pg_spec(pg, pool=NO_PING), environ=env)
+
+
 def raise_sqlstate(conn: sqlalchemy.Connection, code: str) -> None:
     """A real server error with SQLSTATE ``code`` (what a deadlock or a serialization
     failure sends), made deterministically."""
@@ -110,9 +117,7 @@ def test_deadlock_and_serialization_failure_are_retried_only_when_asked(
 def test_a_connection_lost_during_commit_is_outcome_unknown_and_never_retried(
     pg: PostgresServer, env: dict[str, str]
 ) -> None:
-    pg.execute("DROP TABLE IF EXISTS retry_commit")
-    pg.execute("CREATE TABLE retry_commit (id int)")
-    engine = create_engine(pg_spec(pg, pool=NO_PING), environ=env)
+    engine = fresh_table(pg, env, "retry_commit")
     calls = []
 
     @retrying(attempts=5, **FAST)
@@ -142,9 +147,7 @@ def test_a_session_commit_that_loses_its_connection_is_not_retried(
 ) -> None:
     from dbprofile import sessionmaker
 
-    pg.execute("DROP TABLE IF EXISTS retry_session")
-    pg.execute("CREATE TABLE retry_session (id int)")
-    engine = create_engine(pg_spec(pg, pool=NO_PING), environ=env)
+    engine = fresh_table(pg, env, "retry_session")
     Session = sessionmaker(engine)
     calls = []
 
@@ -166,9 +169,7 @@ def test_a_session_commit_that_loses_its_connection_is_not_retried(
 def test_a_write_in_autocommit_mode_that_loses_its_connection_is_not_retried(
     pg: PostgresServer, env: dict[str, str]
 ) -> None:
-    pg.execute("DROP TABLE IF EXISTS retry_autocommit")
-    pg.execute("CREATE TABLE retry_autocommit (id int)")
-    engine = create_engine(pg_spec(pg, pool=NO_PING), environ=env)
+    engine = fresh_table(pg, env, "retry_autocommit")
     calls = []
 
     @retrying(**FAST)
@@ -193,9 +194,7 @@ def test_a_write_in_autocommit_mode_that_loses_its_connection_is_not_retried(
 def test_a_connection_lost_before_commit_is_retried(
     pg: PostgresServer, env: dict[str, str]
 ) -> None:
-    pg.execute("DROP TABLE IF EXISTS retry_before")
-    pg.execute("CREATE TABLE retry_before (id int)")
-    engine = create_engine(pg_spec(pg, pool=NO_PING), environ=env)
+    engine = fresh_table(pg, env, "retry_before")
     calls = []
 
     @retrying(**FAST)
