@@ -218,14 +218,17 @@ def test_connect_timeout_is_its_own_setting_not_the_pool_timeout(
     assert 1.5 < elapsed < 15  # not pool.timeout's 30 s
 
 
+def one_connection_through(proxy: FreezableProxy, pg: PostgresServer) -> EngineSpec:
+    """A pool of one connection to ``pg`` through ``proxy``, connect timeout 1 s."""
+    pool = PoolSpec(enabled=True, size=1, max_overflow=0)
+    return with_db(pg_spec(pg, port=proxy.port, pool=pool), connect_timeout=1)
+
+
 def test_pre_ping_on_a_frozen_connection_is_bounded_and_the_pool_reconnects(
     pg: PostgresServer, env: dict[str, str]
 ) -> None:
     proxy = FreezableProxy(pg.port)
-    spec = with_db(
-        pg_spec(pg, port=proxy.port, pool=PoolSpec(enabled=True, size=1, max_overflow=0)),
-        connect_timeout=1,
-    )
+    spec = one_connection_through(proxy, pg)
     engine = create_engine(spec, environ=env)
     try:
         with engine.connect() as conn:
@@ -246,10 +249,7 @@ def test_async_pre_ping_on_a_frozen_connection_is_bounded(
     pg: PostgresServer, env: dict[str, str]
 ) -> None:
     proxy = FreezableProxy(pg.port)
-    spec = with_db(
-        pg_spec(pg, port=proxy.port, pool=PoolSpec(enabled=True, size=1, max_overflow=0)),
-        connect_timeout=1,
-    )
+    spec = one_connection_through(proxy, pg)
 
     async def run() -> tuple[int, int, float]:
         engine = create_async_engine(spec, environ=env)
