@@ -147,6 +147,13 @@ def _ssl_context(mode: str, files: Mapping[str, str], *, driver: str) -> ssl.SSL
     return ctx
 
 
+def _files_without_tls(files: Mapping[str, str]) -> SpecError:
+    return SpecError(
+        "database.options",
+        f"{', '.join(sorted(files))} need sslmode require, verify-ca or verify-full",
+    )
+
+
 def asyncpg_target(db: DatabaseSpec, password: str | None) -> DriverTarget:
     """The same database for ``postgresql+asyncpg`` (SQLAlchemy's asyncpg dialect)."""
     query: list[tuple[str, str]] = []
@@ -172,10 +179,7 @@ def asyncpg_target(db: DatabaseSpec, password: str | None) -> DriverTarget:
     if files:
         context = _ssl_context(sslmode or "prefer", files, driver="asyncpg")
         if context is None:
-            raise SpecError(
-                "database.options",
-                f"{', '.join(sorted(files))} need sslmode require, verify-ca or verify-full",
-            )
+            raise _files_without_tls(files)
         connect_args["ssl"] = context
     elif sslmode is not None:
         query.append(("ssl", sslmode))
@@ -237,10 +241,7 @@ def pg8000_target(db: DatabaseSpec, password: str | None) -> DriverTarget:
     if context is not None:
         connect_args["ssl_context"] = context
     elif files:
-        raise SpecError(
-            "database.options",
-            f"{', '.join(sorted(files))} need sslmode require, verify-ca or verify-full",
-        )
+        raise _files_without_tls(files)
     url = URL.create(
         "postgresql+pg8000",
         username=db.user,
