@@ -80,10 +80,10 @@ def _read(path: str, flag: str) -> str:
 def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
     from dbprofile.compiler.importer import (
         describe_required,
-        flatten_letta_config,
         import_profile,
         located,
         parse_env_file,
+        read_letta_config,
         render_profile,
     )
     from dbprofile.compiler.load import EXTENSIONS
@@ -98,11 +98,8 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         deployment = parse_env_file(_read(held_in, "--env-file"), held_in, lines)
         what = f"the .env file {held_in}"
     elif args.letta_config is not None:
-        from dbprofile.compiler.load import parse_yaml
-
         held_in = args.letta_config
-        data, positions = parse_yaml(_read(held_in, "--letta-config"), held_in)
-        deployment = flatten_letta_config(data, held_in, positions, lines)
+        deployment = read_letta_config(_read(held_in, "--letta-config"), held_in, lines)
         what = f"Letta's config {held_in}"
     else:
         deployment = dict(ctx.environ)

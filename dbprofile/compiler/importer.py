@@ -2,8 +2,9 @@
 the same spec.
 
 The deployment is a mapping of ``LETTA_*`` variables: the process environment, a
-``.env`` file (:func:`parse_env_file`) or Letta's ``conf.yaml`` (:func:`flatten_letta_config`:
-the ``letta:`` tree flattened as Letta 0.16.8's ``letta/config_file.py`` does,
+``.env`` file (:func:`parse_env_file`) or Letta's ``conf.yaml`` (:func:`read_letta_config`:
+read as YAML 1.1 and the ``letta:`` tree flattened as Letta 0.16.8's
+``letta/config_file.py`` does,
 ``letta: {pg: {host: h}}`` → ``LETTA_PG_HOST=h``; only the database keys are kept).
 It is compiled env-only (exactly what the deployment opens today); the merged tree,
 less the built-in defaults (or, with ``--extends``, less the parent's merged tree), is
@@ -36,7 +37,9 @@ __all__ = [
     "Imported",
     "flatten_letta_config",
     "import_profile",
+    "located",
     "parse_env_file",
+    "read_letta_config",
     "render_profile",
 ]
 
@@ -122,6 +125,15 @@ def _closing_quote(value: str) -> int:
             return i if not rest or rest.startswith("#") else 0
         i += 1
     return 0
+
+
+def read_letta_config(text: str, label: str, lines: dict[str, int] | None = None) -> dict[str, str]:
+    """Letta's ``conf.yaml`` text as the database variables Letta 0.16.8 makes of it: read
+    as YAML 1.1 (Letta uses PyYAML), flattened by :func:`flatten_letta_config`."""
+    from dbprofile.compiler.load import parse_yaml
+
+    data, positions = parse_yaml(text, label, version=(1, 1))
+    return flatten_letta_config(data, label, positions, lines)
 
 
 def flatten_letta_config(

@@ -271,15 +271,26 @@ def toml_positions(text: str) -> Positions:
 _DUP_KEY = re.compile(r'found duplicate key "(.*?)"')
 
 
-def parse_yaml(text: str, label: str) -> tuple[dict[str, Any], Positions]:
+def parse_yaml(
+    text: str, label: str, *, version: tuple[int, int] | None = None
+) -> tuple[dict[str, Any], Positions]:
+    """A YAML document as a tree and the position of every key. Profiles are YAML 1.2;
+    ``version=(1, 1)`` reads a file written for a YAML 1.1 reader (Letta's conf.yaml,
+    read by PyYAML: ``05432`` is octal, ``yes``/``off`` are booleans)."""
+    import warnings
+
     from ruamel.yaml import YAML
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
+    if version is not None:
+        yaml.version = version
     try:
-        docs = list(yaml.load_all(text))
+        with warnings.catch_warnings():  # ruamel's YAML 1.1 style advice is not ours to give
+            warnings.simplefilter("ignore")
+            docs = list(yaml.load_all(text))
     except DuplicateKeyError as exc:
         m = _DUP_KEY.search(str(exc.problem))
         key = f" '{m.group(1)}'" if m else ""
