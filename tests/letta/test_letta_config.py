@@ -11,6 +11,7 @@ boolean, ``1:20`` is 80), so dbprofile reads conf.yaml as YAML 1.1 too.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -50,8 +51,11 @@ CONFIGS = {
 
 
 def letta_variables(path: Path) -> dict[str, str]:
-    if not LETTA_PYTHON.exists():
-        pytest.fail(".letta-venv is missing: run scripts/letta-env")
+    if not LETTA_PYTHON.exists():  # as test_letta_compat: a failure in CI, else a skip
+        message = ".letta-venv is missing: run scripts/letta-env"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     proc = subprocess.run(
         [str(LETTA_PYTHON), "-c", LETTA_SIDE, str(path), str(Path(__file__).parent)],
         capture_output=True,
